@@ -1,0 +1,26 @@
+"""trio_uring: a trio IO manager on Linux io_uring.
+
+``trio_uring.run(main)`` is ``trio.run(main)`` on io_uring;
+``trio_uring.install()`` makes every later ``trio.run`` use it.
+"""
+
+from __future__ import annotations
+
+from ._install import install, installed, is_installed, run, uninstall
+from ._manager import UringIOManager, UringStatistics
+from ._support import UnsupportedError, check_support, is_supported
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "UnsupportedError",
+    "UringIOManager",
+    "UringStatistics",
+    "check_support",
+    "install",
+    "installed",
+    "is_installed",
+    "is_supported",
+    "run",
+    "uninstall",
+]

@@ -1,0 +1,469 @@
+"""The io_uring kernel ABI: syscalls, constants, struct layouts and memory.
+
+This is the only module in trio_uring that imports :mod:`ctypes`.  Everything
+above it sees plain integers (addresses, fds, flags) and Python buffers.
+
+Numbers come from the kernel's UAPI header ``include/uapi/linux/io_uring.h``
+(liburing keeps a copy).  Opcodes and flags are never renumbered by the
+kernel; whether an opcode *works* is asked of the kernel with
+``IORING_REGISTER_PROBE``, never inferred from the version.
+
+The rings are mapped with libc's ``mmap`` rather than Python's :mod:`mmap`
+module: the latter ``dup()``\\ s the ring fd for every mapping and refuses to
+close while a buffer export is alive (see uring-notes §6).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+from typing import Final
+
+__all__ = [
+    "IORING_OP",
+    "OPCODE_NAMES",
+    "Buffer",
+    "Memory",
+    "Params",
+    "io_uring_enter",
+    "io_uring_register",
+    "io_uring_setup",
+    "mmap_shared",
+    "munmap",
+]
+
+# --- syscalls (generic table: the same numbers on x86_64 and aarch64) -------
+
+SYS_io_uring_setup: Final = 425
+SYS_io_uring_enter: Final = 426
+SYS_io_uring_register: Final = 427
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# syscall(2) is variadic; declaring the argument types keeps 64-bit pointers
+# intact.  One prototype per syscall so the hot path (enter) converts nothing
+# it does not have to.
+_setup = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_uint, ctypes.c_void_p, use_errno=True)(
+    ("syscall", _libc)
+)
+_enter = ctypes.CFUNCTYPE(
+    ctypes.c_long,
+    ctypes.c_long,
+    ctypes.c_int,
+    ctypes.c_uint,
+    ctypes.c_uint,
+    ctypes.c_uint,
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    use_errno=True,
+)(("syscall", _libc))
+_register = ctypes.CFUNCTYPE(
+    ctypes.c_long,
+    ctypes.c_long,
+    ctypes.c_int,
+    ctypes.c_uint,
+    ctypes.c_void_p,
+    ctypes.c_uint,
+    use_errno=True,
+)(("syscall", _libc))
+
+_mmap = _libc.mmap
+_mmap.restype = ctypes.c_void_p
+_mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_munmap = _libc.munmap
+_munmap.restype = ctypes.c_int
+_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_madvise = _libc.madvise
+_madvise.restype = ctypes.c_int
+_madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+PROT_READ: Final = 1
+PROT_WRITE: Final = 2
+MAP_SHARED: Final = 0x01
+MAP_POPULATE: Final = 0x8000
+MAP_FAILED: Final = (1 << 64) - 1
+MADV_DONTFORK: Final = 10
+
+
+def _oserror(err: int, what: str) -> OSError:
+    return OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def io_uring_setup(entries: int, params: Params) -> int:
+    """Create a ring; return its fd (which the kernel opens O_CLOEXEC)."""
+    fd = _setup(SYS_io_uring_setup, entries, ctypes.addressof(params))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise _oserror(err, "io_uring_setup")
+    return int(fd)
+
+
+def io_uring_enter(fd: int, to_submit: int, min_complete: int, flags: int, arg: int, argsz: int) -> int:
+    """io_uring_enter(2).  Returns the number of SQEs consumed; raises OSError."""
+    ret = _enter(SYS_io_uring_enter, fd, to_submit, min_complete, flags, arg, argsz)
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(ret)
+
+
+def io_uring_register(fd: int, opcode: int, arg: int, nr_args: int) -> int:
+    ret = _register(SYS_io_uring_register, fd, opcode, arg, nr_args)
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise _oserror(err, f"io_uring_register({opcode})")
+    return int(ret)
+
+
+def mmap_shared(length: int, fd: int, offset: int) -> int:
+    """Map ``length`` bytes of a ring fd at ``offset``; return the address."""
+    addr = _mmap(None, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, offset)
+    if addr is None or addr == MAP_FAILED:
+        err = ctypes.get_errno()
+        raise _oserror(err, "mmap of io_uring ring")
+    # A forked child must never touch our rings (liburing does the same).
+    _madvise(addr, length, MADV_DONTFORK)
+    return int(addr)
+
+
+def munmap(addr: int, length: int) -> None:
+    if _munmap(addr, length) != 0:  # pragma: no cover - only on a bad address
+        err = ctypes.get_errno()
+        raise _oserror(err, "munmap")
+
+
+def view(addr: int, length: int) -> memoryview:
+    """A writable byte view of raw memory we own (a mapping or a Memory)."""
+    return memoryview((ctypes.c_char * length).from_address(addr)).cast("B")
+
+
+class Memory:
+    """A zeroed block of C memory whose address never moves.
+
+    Used for everything the kernel reads or writes through a pointer that we
+    own: timespecs, sockaddrs, msghdrs, iovecs, the probe and getevents args.
+    """
+
+    __slots__ = ("_buf", "address", "size", "view")
+
+    def __init__(self, size: int) -> None:
+        self._buf = ctypes.create_string_buffer(size)
+        self.size = size
+        self.address: int = ctypes.addressof(self._buf)
+        self.view: memoryview = memoryview(self._buf).cast("B")
+
+
+class Buffer:
+    """Pins a caller's buffer for the kernel and exposes its address.
+
+    A writable buffer (bytearray, writable memoryview, array, mmap) is exported
+    with ``from_buffer``: while this object lives, the exporter cannot be
+    resized, so the kernel never writes into freed memory.  A read-only one
+    (bytes, a read-only memoryview) is used in place when it is ``bytes`` and
+    copied otherwise; a copy is what trio's own send paths make for such
+    objects too.
+    """
+
+    __slots__ = ("_pin", "address", "length")
+
+    def __init__(self, obj: object, *, writable: bool) -> None:
+        if isinstance(obj, bytes):
+            if writable:
+                raise TypeError("a writable bytes-like object is required, not 'bytes'")
+            self._pin: object = obj
+            self.length = len(obj)
+            self.address = ctypes.cast(ctypes.c_char_p(obj), ctypes.c_void_p).value or 0
+            return
+        mv = memoryview(obj)  # type: ignore[arg-type]  # raises TypeError for non-buffers
+        if not mv.c_contiguous:
+            raise BufferError("buffer must be C-contiguous")
+        if mv.readonly:
+            if writable:
+                raise TypeError(f"a writable bytes-like object is required, not {type(obj).__name__!r}")
+            data = mv.tobytes()
+            self._pin = data
+            self.length = len(data)
+            self.address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
+            return
+        nbytes = mv.nbytes
+        if nbytes == 0:
+            self._pin = None
+            self.length = 0
+            self.address = 0
+            return
+        flat = mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+        pin = (ctypes.c_char * nbytes).from_buffer(flat)
+        self._pin = pin
+        self.length = nbytes
+        self.address = ctypes.addressof(pin)
+
+
+# --- io_uring_params and the ring offsets ------------------------------------
+
+
+class _SqringOffsets(ctypes.Structure):
+    _fields_ = [
+        ("head", ctypes.c_uint32),
+        ("tail", ctypes.c_uint32),
+        ("ring_mask", ctypes.c_uint32),
+        ("ring_entries", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("dropped", ctypes.c_uint32),
+        ("array", ctypes.c_uint32),
+        ("resv1", ctypes.c_uint32),
+        ("user_addr", ctypes.c_uint64),
+    ]
+
+
+class _CqringOffsets(ctypes.Structure):
+    _fields_ = [
+        ("head", ctypes.c_uint32),
+        ("tail", ctypes.c_uint32),
+        ("ring_mask", ctypes.c_uint32),
+        ("ring_entries", ctypes.c_uint32),
+        ("overflow", ctypes.c_uint32),
+        ("cqes", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("resv1", ctypes.c_uint32),
+        ("user_addr", ctypes.c_uint64),
+    ]
+
+
+class Params(ctypes.Structure):
+    """struct io_uring_params (120 bytes)."""
+
+    _fields_ = [
+        ("sq_entries", ctypes.c_uint32),
+        ("cq_entries", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("sq_thread_cpu", ctypes.c_uint32),
+        ("sq_thread_idle", ctypes.c_uint32),
+        ("features", ctypes.c_uint32),
+        ("wq_fd", ctypes.c_uint32),
+        ("resv", ctypes.c_uint32 * 3),
+        ("sq_off", _SqringOffsets),
+        ("cq_off", _CqringOffsets),
+    ]
+
+
+assert ctypes.sizeof(Params) == 120
+
+# --- layouts packed with struct ----------------------------------------------
+
+#: struct io_uring_sqe, 64 bytes: opcode, flags, ioprio, fd, off/addr2,
+#: addr, len, op_flags, user_data, buf_index/buf_group, personality,
+#: splice_fd_in/file_index, addr3, pad2.
+SQE: Final = struct.Struct("<BBHiQQIIQHHiQQ")
+SQE_SIZE: Final = 64
+#: struct io_uring_cqe, 16 bytes: user_data, res, flags.
+CQE: Final = struct.Struct("<QiI")
+CQE_SIZE: Final = 16
+#: struct __kernel_timespec
+TIMESPEC: Final = struct.Struct("<qq")
+#: struct io_uring_getevents_arg: sigmask, sigmask_sz, min_wait_usec, ts
+GETEVENTS_ARG: Final = struct.Struct("<QIIQ")
+
+assert SQE.size == SQE_SIZE and CQE.size == CQE_SIZE and GETEVENTS_ARG.size == 24
+
+# mmap offsets
+IORING_OFF_SQ_RING: Final = 0
+IORING_OFF_CQ_RING: Final = 0x8000000
+IORING_OFF_SQES: Final = 0x10000000
+
+# --- setup flags ---------------------------------------------------------------
+IORING_SETUP_IOPOLL: Final = 1 << 0
+IORING_SETUP_SQPOLL: Final = 1 << 1
+IORING_SETUP_CQSIZE: Final = 1 << 3
+IORING_SETUP_CLAMP: Final = 1 << 4
+IORING_SETUP_SUBMIT_ALL: Final = 1 << 7
+IORING_SETUP_COOP_TASKRUN: Final = 1 << 8
+IORING_SETUP_TASKRUN_FLAG: Final = 1 << 9
+IORING_SETUP_SINGLE_ISSUER: Final = 1 << 12
+IORING_SETUP_DEFER_TASKRUN: Final = 1 << 13
+IORING_SETUP_NO_SQARRAY: Final = 1 << 16
+
+SETUP_FLAG_NAMES: Final = {
+    IORING_SETUP_CQSIZE: "CQSIZE",
+    IORING_SETUP_CLAMP: "CLAMP",
+    IORING_SETUP_SUBMIT_ALL: "SUBMIT_ALL",
+    IORING_SETUP_COOP_TASKRUN: "COOP_TASKRUN",
+    IORING_SETUP_TASKRUN_FLAG: "TASKRUN_FLAG",
+    IORING_SETUP_SINGLE_ISSUER: "SINGLE_ISSUER",
+    IORING_SETUP_DEFER_TASKRUN: "DEFER_TASKRUN",
+    IORING_SETUP_NO_SQARRAY: "NO_SQARRAY",
+}
+
+# --- features ------------------------------------------------------------------
+FEATURE_NAMES: Final = (
+    "SINGLE_MMAP",
+    "NODROP",
+    "SUBMIT_STABLE",
+    "RW_CUR_POS",
+    "CUR_PERSONALITY",
+    "FAST_POLL",
+    "POLL_32BITS",
+    "SQPOLL_NONFIXED",
+    "EXT_ARG",
+    "NATIVE_WORKERS",
+    "RSRC_TAGS",
+    "CQE_SKIP",
+    "LINKED_FILE",
+    "REG_REG_RING",
+    "RECVSEND_BUNDLE",
+    "MIN_TIMEOUT",
+    "RW_ATTR",
+    "NO_IOWAIT",
+)
+IORING_FEAT_SINGLE_MMAP: Final = 1 << 0
+IORING_FEAT_NODROP: Final = 1 << 1
+IORING_FEAT_SUBMIT_STABLE: Final = 1 << 2
+IORING_FEAT_FAST_POLL: Final = 1 << 5
+IORING_FEAT_EXT_ARG: Final = 1 << 8
+IORING_FEAT_CQE_SKIP: Final = 1 << 11
+
+# --- enter flags -------------------------------------------------------------------
+IORING_ENTER_GETEVENTS: Final = 1
+IORING_ENTER_EXT_ARG: Final = 8
+
+# --- register opcodes ------------------------------------------------------------
+IORING_REGISTER_PROBE: Final = 8
+IO_URING_OP_SUPPORTED: Final = 1
+
+# --- SQE flags -----------------------------------------------------------------------
+IOSQE_FIXED_FILE: Final = 1 << 0
+IOSQE_IO_DRAIN: Final = 1 << 1
+IOSQE_IO_LINK: Final = 1 << 2
+IOSQE_ASYNC: Final = 1 << 4
+IOSQE_BUFFER_SELECT: Final = 1 << 5
+IOSQE_CQE_SKIP_SUCCESS: Final = 1 << 6
+
+# --- CQE flags -------------------------------------------------------------------------
+IORING_CQE_F_BUFFER: Final = 1 << 0
+IORING_CQE_F_MORE: Final = 1 << 1
+IORING_CQE_F_SOCK_NONEMPTY: Final = 1 << 2
+IORING_CQE_F_NOTIF: Final = 1 << 3
+IORING_CQE_BUFFER_SHIFT: Final = 16
+
+# --- SQ ring flags ---------------------------------------------------------------------
+IORING_SQ_NEED_WAKEUP: Final = 1 << 0
+IORING_SQ_CQ_OVERFLOW: Final = 1 << 1
+IORING_SQ_TASKRUN: Final = 1 << 2
+
+# --- per-op flags --------------------------------------------------------------------------
+IORING_POLL_ADD_MULTI: Final = 1 << 0  # in sqe.len
+IORING_ASYNC_CANCEL_ALL: Final = 1 << 0
+IORING_ASYNC_CANCEL_FD: Final = 1 << 1
+IORING_ASYNC_CANCEL_ANY: Final = 1 << 2
+IORING_TIMEOUT_ABS: Final = 1 << 0
+IORING_ACCEPT_MULTISHOT: Final = 1 << 0  # in sqe.ioprio
+IORING_RECV_MULTISHOT: Final = 1 << 1  # in sqe.ioprio
+
+# poll(2) event bits
+POLLIN: Final = 0x001
+POLLPRI: Final = 0x002
+POLLOUT: Final = 0x004
+POLLERR: Final = 0x008
+POLLHUP: Final = 0x010
+POLLRDHUP: Final = 0x2000
+
+# --- opcodes ---------------------------------------------------------------------------
+OPCODE_NAMES: Final = (
+    "NOP",
+    "READV",
+    "WRITEV",
+    "FSYNC",
+    "READ_FIXED",
+    "WRITE_FIXED",
+    "POLL_ADD",
+    "POLL_REMOVE",
+    "SYNC_FILE_RANGE",
+    "SENDMSG",
+    "RECVMSG",
+    "TIMEOUT",
+    "TIMEOUT_REMOVE",
+    "ACCEPT",
+    "ASYNC_CANCEL",
+    "LINK_TIMEOUT",
+    "CONNECT",
+    "FALLOCATE",
+    "OPENAT",
+    "CLOSE",
+    "FILES_UPDATE",
+    "STATX",
+    "READ",
+    "WRITE",
+    "FADVISE",
+    "MADVISE",
+    "SEND",
+    "RECV",
+    "OPENAT2",
+    "EPOLL_CTL",
+    "SPLICE",
+    "PROVIDE_BUFFERS",
+    "REMOVE_BUFFERS",
+    "TEE",
+    "SHUTDOWN",
+    "RENAMEAT",
+    "UNLINKAT",
+    "MKDIRAT",
+    "SYMLINKAT",
+    "LINKAT",
+    "MSG_RING",
+    "FSETXATTR",
+    "SETXATTR",
+    "FGETXATTR",
+    "GETXATTR",
+    "SOCKET",
+    "URING_CMD",
+    "SEND_ZC",
+    "SENDMSG_ZC",
+    "READ_MULTISHOT",
+    "WAITID",
+    "FUTEX_WAIT",
+    "FUTEX_WAKE",
+    "FUTEX_WAITV",
+    "FIXED_FD_INSTALL",
+    "FTRUNCATE",
+    "BIND",
+    "LISTEN",
+    "RECV_ZC",
+    "EPOLL_WAIT",
+    "READV_FIXED",
+    "WRITEV_FIXED",
+    "PIPE",
+    "NOP128",
+    "URING_CMD128",
+)
+
+
+class _Opcodes:
+    """``IORING_OP.RECV == 27`` and so on, generated from :data:`OPCODE_NAMES`."""
+
+    def __init__(self) -> None:
+        for number, name in enumerate(OPCODE_NAMES):
+            setattr(self, name, number)
+
+    def __getattr__(self, name: str) -> int:  # pragma: no cover - typo guard
+        raise AttributeError(f"no io_uring opcode named {name!r}")
+
+
+IORING_OP: Final = _Opcodes()
+
+
+def opcode_number(name: str) -> int:
+    try:
+        return OPCODE_NAMES.index(name.upper())
+    except ValueError:
+        raise ValueError(f"unknown io_uring opcode {name!r}") from None
+
+
+# Results that mean "the operation was interrupted before it did anything":
+# -ECANCELED after ASYNC_CANCEL, -EINTR, and the -ERESTART* family, which the
+# kernel can leak out of an io-wq worker that was cancelled mid-wait
+# (uring-notes §4: a cancelled SPLICE completed with res = -512).
+ERESTARTSYS: Final = 512
+ERESTARTNOINTR: Final = 513
+ERESTARTNOHAND: Final = 514
+INTERRUPTED: Final = frozenset({errno.ECANCELED, errno.EINTR, ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND})

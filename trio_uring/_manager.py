@@ -1,0 +1,620 @@
+"""UringIOManager: trio's IO-manager protocol on io_uring, plus ``perform``.
+
+What trio asks of an IO manager
+-------------------------------
+
+trio's run loop calls ``get_events(timeout)`` once per tick and passes what it
+returns to ``process_events``; tasks call ``wait_readable`` /
+``wait_writable`` / ``notify_closing``; other threads and signal handlers call
+``force_wakeup``; ``close`` runs when the run ends.  ``get_events`` must return
+something falsy if and only if the timeout expired (see ``_io_epoll.py``).
+
+How we answer
+-------------
+
+Everything a task waits for is one SQE with a unique, never reused
+``user_data``, and one record in ``self._ops`` that lives until that SQE's
+*final* CQE.  SQEs are written into the ring when the task parks and submitted
+together by the next ``get_events``: one ``io_uring_enter`` per tick submits
+the batch and waits, the timeout riding on ``IORING_ENTER_EXT_ARG``.
+
+*Readiness* (``wait_readable`` / ``wait_writable``) is a one-shot POLL_ADD.
+Cancelling it needs no cooperation from the kernel: the abort function
+returns ``Abort.SUCCEEDED`` at once, marks the record orphaned (its late CQE
+is dropped) and queues an ASYNC_CANCEL so the kernel forgets the poll.
+
+*Operations that own memory* (``perform``: reads, writes, recv, send ...)
+follow trio's Windows backend (``_io_windows.py``, ``wait_overlapped``),
+because io_uring, like IOCP, cancels asynchronously:
+
+==========================================  =====================================
+the task is cancelled while its op is in    the abort function queues ASYNC_CANCEL
+the kernel                                  and returns ``Abort.FAILED``: the task
+                                            stays parked, the buffer stays pinned
+the final CQE is -ECANCELED / -EINTR /      ``raise_cancel()``: ``Cancelled``, and
+-ERESTART*, after we asked to cancel        the operation had no effect
+the final CQE is a real result (it won      the result is returned; ``Cancelled``
+the race)                                   comes at the next checkpoint
+the op was interrupted because of           ``ClosedResourceError``, as trio does
+``notify_closing``
+==========================================  =====================================
+
+*Closing an fd.*  ``close(fd)`` does **not** cancel io_uring requests on it:
+each holds its own reference to the file, so the peer would not even see EOF
+(uring-notes §4).  ``notify_closing`` therefore cancels every request we
+have on the fd and submits the cancellations *before* returning, i.e. before
+the caller's ``close()``.
+
+*Threads.*  In ``trio.run`` the ring is created SINGLE_ISSUER|DEFER_TASKRUN:
+only the run's thread ever touches it.  Guest mode calls ``get_events`` on a
+worker thread; the ring is then created in "plain" mode, the host thread
+submits in its ``get_events(0)`` (trio always calls that first), and the
+worker only waits, so no request is ever owned by a short-lived worker thread
+(a thread's io_uring requests are cancelled when it exits).
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import os
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+import attrs
+import outcome
+import trio
+from trio._core._io_epoll import EpollIOManager
+from trio._core._wakeup_socketpair import WakeupSocketpair
+from trio.lowlevel import (
+    Abort,
+    Task,
+    checkpoint_if_cancelled,
+    current_task,
+    reschedule,
+    wait_task_rescheduled,
+)
+
+from . import _kernel as k
+from ._ring import REQUIRED_OPCODES, Cqe, Ring, RingMode
+from ._support import UnsupportedError, explain_error, missing_opcodes
+
+if TYPE_CHECKING:
+    from trio.lowlevel import RaiseCancelT
+
+__all__ = ["Operation", "UringIOManager", "UringStatistics"]
+
+# user_data 0 is never an operation: fire-and-forget cancels use it.
+_NO_REPLY: Final = 0
+_WAKEUP: Final = 1
+_FIRST_USER_DATA: Final = 2
+
+_POLL_READ: Final = k.POLLIN | k.POLLPRI | k.POLLRDHUP
+_POLL_WRITE: Final = k.POLLOUT
+# What wakes a waiter, as with epoll (EPOLLHUP/EPOLLERR wake both sides).
+_WAKES_READER: Final = k.POLLIN | k.POLLPRI | k.POLLRDHUP | k.POLLERR | k.POLLHUP
+_WAKES_WRITER: Final = k.POLLOUT | k.POLLERR | k.POLLHUP
+_SKIP: Final = k.IOSQE_CQE_SKIP_SUCCESS
+_F_MORE: Final = k.IORING_CQE_F_MORE
+_INTERRUPTED: Final = k.INTERRUPTED
+_CLOSE_DRAIN_SECONDS: Final = 5.0
+
+# Buffers of operations the kernel never gave back by the time a manager
+# closed: kept alive for the life of the process rather than freed under it.
+_LEAKED: list[object] = []
+
+
+#: trio's own IO manager for this platform.
+STOCK_IO_MANAGER: Final[Any] = EpollIOManager
+
+
+class _Installation:
+    """Which runs get io_uring: all of them after ``install()``, and those of
+    threads inside ``trio_uring.run``.  Kept here (not in _install) so that
+    the class trio constructs needs no import at construction time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.globally = False
+        self.fallback = False
+        self.runs = 0
+        self.tls = threading.local()
+
+    def wants_uring(self) -> bool:
+        return self.globally or getattr(self.tls, "depth", 0) > 0
+
+    def fallback_enabled(self) -> bool:
+        return self.globally and self.fallback
+
+
+installation: Final = _Installation()
+
+
+class _HasFileNo(Protocol):
+    def fileno(self) -> int: ...
+
+
+class Operation:
+    """One request in flight: everything that must outlive the task's wait."""
+
+    __slots__ = ("callback", "closing", "fd", "flags", "keep", "raise_cancel", "res", "task", "user_data")
+
+    def __init__(self, fd: int, task: Task | None, keep: object = None) -> None:
+        self.user_data = 0
+        self.fd = fd
+        #: the parked task; None once nobody waits for the result (orphaned)
+        self.task = task
+        #: buffers, sockaddrs, msghdrs the kernel may touch until the final CQE
+        self.keep = keep
+        self.res = 0
+        self.flags = 0
+        #: set by the abort function: we asked the kernel to cancel
+        self.raise_cancel: RaiseCancelT | None = None
+        #: set by notify_closing: the fd is being closed under the op
+        self.closing = False
+        #: for multishot requests: called with every CQE instead of waking a task
+        self.callback: Callable[[int, int], None] | None = None
+
+
+@attrs.define(eq=False)
+class _FdState:
+    reader: Operation | None = None
+    writer: Operation | None = None
+    ops: set[Operation] = attrs.Factory(set)
+
+    def empty(self) -> bool:
+        return self.reader is None and self.writer is None and not self.ops
+
+
+@attrs.frozen(eq=False)
+class UringStatistics:
+    """``trio.lowlevel.current_statistics().io_statistics`` under trio_uring."""
+
+    tasks_waiting_read: int
+    tasks_waiting_write: int
+    #: opcode name -> how many SQEs of that opcode this run submitted
+    ops_submitted: dict[str, int]
+    #: requests the kernel still owns (including orphaned ones)
+    ops_in_flight: int
+    #: "defer", "coop" or "plain"
+    ring_mode: str
+    backend: Literal["io_uring"] = attrs.field(init=False, default="io_uring")
+
+
+def _called_from_guest_run() -> bool:
+    """True when trio is constructing us for ``start_guest_run``."""
+    frame = sys._getframe(1)
+    for _ in range(10):
+        if frame is None:
+            break
+        code = frame.f_code
+        if code.co_name == "start_guest_run" and code.co_filename.endswith(os.path.join("_core", "_run.py")):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def open_ring(mode: RingMode | Literal["auto"] = "auto", sq_entries: int = 256, cq_entries: int = 4096) -> Ring:
+    """Create a ring, shrinking it if the locked-memory limit is tight, and
+    check it can run trio; raise :class:`UnsupportedError` naming the cause."""
+    sizes = [(sq_entries, cq_entries), (sq_entries, 2 * sq_entries), (64, 128), (16, 32)]
+    last: OSError | None = None
+    for sq, cq in sizes:
+        if sq > sq_entries:
+            continue
+        try:
+            ring = Ring(sq, max(cq, sq), mode=mode)
+        except OSError as exc:
+            last = exc
+            if exc.errno == errno.ENOMEM:
+                # RLIMIT_MEMLOCK is charged for the rings (5.1-5.11, 6.14+).
+                continue
+            raise explain_error(exc) from exc
+        missing = missing_opcodes(ring.probe(), REQUIRED_OPCODES)
+        if missing:
+            ring.close()
+            raise UnsupportedError(
+                "missing-opcode",
+                f"this kernel's io_uring lacks the opcode(s) {', '.join(missing)}",
+                "upgrade to Linux 5.19 or newer",
+            )
+        return ring
+    assert last is not None
+    raise explain_error(last) from last
+
+
+class UringIOManager:
+    """trio's IO manager on io_uring.  trio constructs it through
+    ``trio._core._run.TheIOManager`` once trio_uring is installed."""
+
+    def __new__(cls, *, mode: RingMode | Literal["auto"] | None = None) -> Any:  # noqa: ANN401
+        # While trio_uring is installed for some runs only (trio_uring.run in
+        # one thread), a plain trio.run elsewhere keeps trio's own backend.
+        if mode is None and not installation.wants_uring():
+            return STOCK_IO_MANAGER()
+        self = super().__new__(cls)
+        try:
+            self._open(mode)
+        except UnsupportedError as exc:
+            if mode is None and installation.fallback_enabled():
+                warnings.warn(f"trio_uring: using trio's own backend for this run: {exc}", RuntimeWarning, stacklevel=3)
+                return STOCK_IO_MANAGER()
+            raise
+        return self
+
+    def __init__(self, *, mode: RingMode | Literal["auto"] | None = None) -> None:
+        """``mode`` picks the ring's task-run mode ("defer", "coop", "plain");
+        by default the fastest the kernel offers, or "plain" in guest mode."""
+
+    def _open(self, mode: RingMode | Literal["auto"] | None) -> None:
+        self._guest = _called_from_guest_run()
+        if mode is None:
+            mode = "plain" if self._guest else "auto"
+        self._ring = open_ring(mode)
+        self._owner = threading.get_ident()
+        self._ops: dict[int, Operation] = {}
+        self._fds: dict[int, _FdState] = {}
+        self._next_user_data = _FIRST_USER_DATA
+        self._closed = False
+        try:
+            self._wakeup = WakeupSocketpair()
+        except BaseException:
+            self._ring.close()
+            raise
+        self._wakeup_fd = self._wakeup.wakeup_sock.fileno()
+        self._arm_wakeup()
+
+    # ---- helpers --------------------------------------------------------------
+
+    @property
+    def ring(self) -> Ring:
+        return self._ring
+
+    def _arm_wakeup(self) -> None:
+        self._ring.prep_poll_add(_WAKEUP, self._wakeup_fd, k.POLLIN, multishot=True)
+
+    def _register(self, op: Operation) -> int:
+        user_data = self._next_user_data
+        self._next_user_data = user_data + 1
+        self._ops[user_data] = op
+        op.user_data = user_data
+        return user_data
+
+    def _fd_state(self, fd: int) -> _FdState:
+        state = self._fds.get(fd)
+        if state is None:
+            state = self._fds[fd] = _FdState()
+        return state
+
+    def _forget_fd_op(self, op: Operation) -> None:
+        state = self._fds.get(op.fd)
+        if state is not None:
+            state.ops.discard(op)
+            if state.empty():
+                del self._fds[op.fd]
+
+    def _cancel(self, user_data: int) -> None:
+        """Queue ASYNC_CANCEL for ``user_data``.  Only a failure posts a CQE
+        (-ENOENT: it already completed; -EALREADY: it is running in io-wq and
+        will complete by itself), and it carries user_data 0, which we drop."""
+        self._ring.prep_cancel(_NO_REPLY, user_data, sqe_flags=_SKIP)
+
+    # ---- the protocol ---------------------------------------------------------
+
+    def statistics(self) -> UringStatistics:
+        readers = writers = 0
+        for state in self._fds.values():
+            if state.reader is not None and state.reader.task is not None:
+                readers += 1
+            if state.writer is not None and state.writer.task is not None:
+                writers += 1
+        counts = self._ring.op_counts if not self._ring.closed else [0]
+        return UringStatistics(
+            tasks_waiting_read=readers,
+            tasks_waiting_write=writers,
+            ops_submitted={k.OPCODE_NAMES[i]: n for i, n in enumerate(counts) if n and i < len(k.OPCODE_NAMES)},
+            ops_in_flight=len(self._ops),
+            ring_mode=self._ring.mode,
+        )
+
+    def force_wakeup(self) -> None:
+        # A write to a socket: safe from any thread and from signal handlers.
+        self._wakeup.wakeup_thread_and_signal_safe()
+
+    def get_events(self, timeout: float) -> list[Cqe]:
+        ring = self._ring
+        if self._guest and threading.get_ident() != self._owner:
+            # Guest mode's worker thread: only wait.  The host thread already
+            # submitted this tick's SQEs in its get_events(0).
+            ring.submit_and_wait(timeout, 1, submit=False)
+            return ring.reap()
+        if timeout <= 0:
+            if ring.needs_enter:
+                ring.submit_and_wait(0, 0)
+            return ring.reap()
+        ring.submit_and_wait(timeout, 0 if ring.has_backlog else 1)
+        return ring.reap()
+
+    def process_events(self, events: list[Cqe]) -> None:
+        ops = self._ops
+        for user_data, res, flags in events:
+            if user_data == _WAKEUP:
+                self._wakeup.drain()
+                if not flags & _F_MORE and not self._closed:
+                    self._arm_wakeup()
+                continue
+            op = ops.get(user_data)
+            if op is None:
+                continue  # a cancel's failure CQE (user_data 0)
+            if op.callback is not None:
+                if not flags & _F_MORE:
+                    del ops[user_data]
+                    self._forget_fd_op(op)
+                op.callback(res, flags)
+                continue
+            del ops[user_data]
+            task = op.task
+            if task is None:
+                continue  # orphaned: a poll whose waiter already left
+            op.res = res
+            op.flags = flags
+            if op.keep is _POLL:
+                self._finish_poll(op, res)
+            else:
+                self._forget_fd_op(op)
+                reschedule(task)
+
+    def _finish_poll(self, op: Operation, res: int) -> None:
+        state = self._fds.get(op.fd)
+        reading = state is not None and state.reader is op
+        if res >= 0 and not res & (_WAKES_READER if reading else _WAKES_WRITER):
+            # io_uring always reports EPOLLRDHUP, even to a poll that asked
+            # only for POLLOUT (IO_POLL_UNMASK in io_uring/poll.c); epoll
+            # would not wake a writer for it, and after the peer's shutdown
+            # it would fire on every re-arm.  Keep waiting, as epoll does.
+            self._ops[self._register_again(op)] = op
+            self._ring.prep_poll_add(op.user_data, op.fd, _POLL_READ if reading else _POLL_WRITE)
+            return
+        if state is not None:
+            if state.reader is op:
+                state.reader = None
+            elif state.writer is op:
+                state.writer = None
+            if state.empty():
+                del self._fds[op.fd]
+        assert op.task is not None
+        if res < 0:
+            reschedule(op.task, outcome.Error(OSError(-res, os.strerror(-res))))
+        else:
+            reschedule(op.task)
+
+    def _register_again(self, op: Operation) -> int:
+        user_data = self._next_user_data
+        self._next_user_data = user_data + 1
+        op.user_data = user_data
+        return user_data
+
+    # ---- readiness -------------------------------------------------------------
+
+    async def _wait_poll(self, fd: int | _HasFileNo, mask: int, reading: bool) -> None:
+        if not isinstance(fd, int):
+            fd = fd.fileno()
+        state = self._fd_state(fd)
+        if (state.reader if reading else state.writer) is not None:
+            raise trio.BusyResourceError("another task is already reading / writing this fd")
+        op = Operation(fd, current_task(), _POLL)
+        user_data = self._register(op)
+        self._ring.prep_poll_add(user_data, fd, mask)
+        if reading:
+            state.reader = op
+        else:
+            state.writer = op
+
+        def abort(_: RaiseCancelT) -> Abort:
+            # Nothing is lost by abandoning a poll: forget it now and let the
+            # kernel's late CQE (if any) be dropped.
+            op.task = None
+            st = self._fds.get(fd)
+            if st is not None:
+                if st.reader is op:
+                    st.reader = None
+                elif st.writer is op:
+                    st.writer = None
+                if st.empty():
+                    del self._fds[fd]
+            if op.user_data in self._ops:
+                self._cancel(op.user_data)
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+    async def wait_readable(self, fd: int | _HasFileNo) -> None:
+        """Block until the kernel reports that ``fd`` is readable.
+
+        :raises trio.BusyResourceError: another task already waits to read it.
+        :raises trio.ClosedResourceError: ``notify_closing`` was called on it.
+        """
+        await self._wait_poll(fd, _POLL_READ, True)
+
+    async def wait_writable(self, fd: int | _HasFileNo) -> None:
+        """Block until the kernel reports that ``fd`` is writable.
+
+        :raises trio.BusyResourceError: another task already waits to write it.
+        :raises trio.ClosedResourceError: ``notify_closing`` was called on it.
+        """
+        await self._wait_poll(fd, _POLL_WRITE, False)
+
+    def notify_closing(self, fd: int | _HasFileNo) -> None:
+        """Wake every waiter on ``fd`` with ClosedResourceError and cancel every
+        io_uring request on it, before the caller closes it."""
+        if not isinstance(fd, int):
+            fd = fd.fileno()
+        state = self._fds.pop(fd, None)
+        if state is None:
+            return
+        try:
+            this_task: Task | None = current_task()
+        except RuntimeError:
+            this_task = None
+        exc = trio.ClosedResourceError("another task closed this fd")
+        raise_here = False
+        for op in (state.reader, state.writer):
+            if op is None or op.task is None:
+                continue
+            task, op.task = op.task, None
+            self._cancel_if_live(op)
+            if task is this_task:
+                raise_here = True
+            else:
+                reschedule(task, outcome.Error(copy.copy(exc)))
+        for op in state.ops:
+            # These keep the task parked until their final CQE; mark them so
+            # an interrupted result reads as ClosedResourceError.
+            op.closing = True
+            self._cancel_if_live(op)
+        # close(2) would not cancel them: submit the cancellations now, while
+        # the fd still names the file.
+        self._submit_now()
+        if raise_here:
+            raise exc
+
+    def _cancel_if_live(self, op: Operation) -> None:
+        if op.user_data in self._ops:
+            self._cancel(op.user_data)
+
+    def _submit_now(self) -> None:
+        try:
+            self._ring.submit()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EBUSY, errno.EINTR):
+                raise
+
+    # ---- operations that own memory ---------------------------------------------
+
+    async def perform(
+        self,
+        fd: int,
+        prep: Callable[..., None],
+        *args: int,
+        keep: object = None,
+    ) -> Operation:
+        """Submit one operation and park until its final CQE.
+
+        ``prep`` is a ``Ring.prep_*`` method, called as ``prep(user_data, fd,
+        *args)``; ``keep`` is whatever the kernel may read or write until the
+        final CQE (it stays referenced even if the task is cancelled).
+        Returns the finished :class:`Operation` (``res`` >= 0, ``flags``).
+
+        :raises trio.Cancelled: the kernel cancelled it: it had no effect.
+        :raises trio.ClosedResourceError: ``notify_closing`` interrupted it.
+        :raises OSError: the operation failed (``errno`` from the CQE).
+        """
+        await checkpoint_if_cancelled()
+        op = Operation(fd, current_task(), keep)
+        user_data = self._register(op)
+        prep(user_data, fd, *args)
+        if fd >= 0:
+            self._fd_state(fd).ops.add(op)
+
+        def abort(raise_cancel: RaiseCancelT) -> Abort:
+            op.raise_cancel = raise_cancel
+            self._cancel(user_data)
+            return Abort.FAILED
+
+        await wait_task_rescheduled(abort)
+        res = op.res
+        if res < 0:
+            err = -res
+            if err in _INTERRUPTED:
+                if op.raise_cancel is not None:
+                    op.raise_cancel()
+                if op.closing:
+                    raise trio.ClosedResourceError("another task closed this fd")
+                err = errno.EINTR if err > 255 else err
+            raise OSError(err, os.strerror(err))
+        return op
+
+    def submit_multishot(
+        self,
+        fd: int,
+        prep: Callable[..., None],
+        *args: int,
+        callback: Callable[[int, int], None],
+        keep: object = None,
+    ) -> int:
+        """Start a multishot request whose every CQE goes to ``callback(res,
+        flags)``.  Returns its user_data (cancel it with :meth:`cancel`)."""
+        op = Operation(fd, None, keep)
+        op.callback = callback
+        user_data = self._register(op)
+        prep(user_data, fd, *args)
+        if fd >= 0:
+            self._fd_state(fd).ops.add(op)
+        return user_data
+
+    def cancel(self, user_data: int) -> None:
+        """Ask the kernel to cancel a request started by :meth:`submit_multishot`."""
+        if user_data in self._ops:
+            self._cancel(user_data)
+
+    # ---- teardown -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Cancel and drain every request still in flight, then unmap.
+
+        Buffers stay referenced until their final CQE; if the kernel does not
+        return every request within a few seconds, their memory is leaked
+        (kept alive) rather than freed under the kernel's feet.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        ring = self._ring
+        try:
+            if not ring.closed:
+                self._drain(ring)
+        finally:
+            if self._ops:
+                _LEAKED.append(list(self._ops.values()))
+                warnings.warn(
+                    ResourceWarning(f"trio_uring: {len(self._ops)} io_uring requests did not finish before close"),
+                    stacklevel=2,
+                )
+            ring.close()
+            self._wakeup.close()
+
+    def _drain(self, ring: Ring) -> None:
+        # CANCEL_ANY|ALL matches every request on the ring, the wakeup poll
+        # included; with CQE_SKIP_SUCCESS only a failure would post a CQE.
+        ring.prep_cancel(_NO_REPLY, 0, k.IORING_ASYNC_CANCEL_ANY | k.IORING_ASYNC_CANCEL_ALL)
+        deadline = time.monotonic() + _CLOSE_DRAIN_SECONDS
+        wakeup_live = True
+        while True:
+            ring.submit_and_wait(0.05, 1)
+            for user_data, _res, flags in ring.reap():
+                if user_data == _WAKEUP:
+                    wakeup_live = bool(flags & _F_MORE)
+                    continue
+                op = self._ops.get(user_data)
+                if op is not None and not flags & _F_MORE:
+                    del self._ops[user_data]
+            if (not self._ops and not wakeup_live) or time.monotonic() > deadline:
+                return
+            if self._ops or wakeup_live:
+                # a request that slipped in after the first cancel, or one
+                # running in io-wq (-EALREADY) that is still finishing
+                ring.prep_cancel(_NO_REPLY, 0, k.IORING_ASYNC_CANCEL_ANY | k.IORING_ASYNC_CANCEL_ALL)
+
+
+class _PollMarker:
+    """``Operation.keep`` for readiness waits: nothing to keep alive."""
+
+    def __repr__(self) -> str:
+        return "<poll>"
+
+
+_POLL: Final = _PollMarker()

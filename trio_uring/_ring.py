@@ -1,0 +1,456 @@
+"""One io_uring instance: SQ/CQ rings, SQE preparation, submit-and-wait, reaping.
+
+Nothing here knows about trio; the ring can be driven (and is unit-tested)
+with plain pipes and sockets.
+
+How the rings are used
+----------------------
+
+*Submission.*  ``prep_*`` writes one 64-byte SQE at our private tail with a
+single precompiled ``struct.pack_into`` and bumps the tail.  Nothing is
+submitted yet: :meth:`Ring.submit_and_wait` (once per scheduler tick) publishes
+the tail and calls ``io_uring_enter`` once for the whole batch.  When the SQ is
+full, the next ``prep_*`` flushes it with a plain submit first, so an SQE is
+never dropped and the SQ size only limits the batch (uring-notes §8).
+
+*SQ array.*  Unless the kernel accepted ``IORING_SETUP_NO_SQARRAY``, the SQ
+has an indirection array; we fill it once with the identity, so the SQE at
+``tail & mask`` is always the one submitted (liburing does the same).
+
+*Completion.*  :meth:`Ring.reap` reads the CQ tail, unpacks every CQE between
+head and tail and stores the new head.  On x86_64 aligned loads and stores are
+already acquire/release, and every access here goes through an opaque C call
+(memoryview / struct), which the compiler cannot reorder (uring-notes §6).
+
+*Overflow.*  We require ``IORING_FEAT_NODROP``: when the CQ is full the kernel
+keeps further CQEs on an overflow list and sets ``IORING_SQ_CQ_OVERFLOW``.
+After reaping we re-enter with ``GETEVENTS`` while that flag is set, which
+flushes the backlog into the CQ we just emptied (io_uring_enter(2), "NODROP").
+
+*Modes.*  ``defer`` (SINGLE_ISSUER|DEFER_TASKRUN|TASKRUN_FLAG) is the fastest,
+but completions are only posted when the creating thread calls
+``io_uring_enter(GETEVENTS)``, and only that thread may submit.  ``coop``
+(COOP_TASKRUN|TASKRUN_FLAG) relaxes that.  ``plain`` uses no task-run flags:
+the submitter is interrupted to post completions, so another thread can wait
+for them, which guest mode needs (uring-notes §3).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterable
+from typing import Final, Literal
+
+from . import _kernel as k
+
+__all__ = ["Cqe", "Ring", "RingMode"]
+
+RingMode = Literal["defer", "coop", "plain"]
+Cqe = tuple[int, int, int]  # (user_data, res, flags)
+
+_MODE_FLAGS: Final[dict[str, int]] = {
+    "defer": k.IORING_SETUP_SINGLE_ISSUER | k.IORING_SETUP_DEFER_TASKRUN | k.IORING_SETUP_TASKRUN_FLAG,
+    "coop": k.IORING_SETUP_COOP_TASKRUN | k.IORING_SETUP_TASKRUN_FLAG,
+    "plain": 0,
+}
+# Tried in this order when the caller asks for "auto" (uring-notes §7, policy).
+_AUTO_MODES: Final = ("defer", "coop", "plain")
+# Nice to have; dropped (in this order) when the kernel answers EINVAL.
+_OPTIONAL_FLAGS: Final = (k.IORING_SETUP_NO_SQARRAY, k.IORING_SETUP_SUBMIT_ALL)
+
+#: Features trio_uring cannot work without.
+REQUIRED_FEATURES: Final = (
+    k.IORING_FEAT_NODROP | k.IORING_FEAT_SUBMIT_STABLE | k.IORING_FEAT_FAST_POLL | k.IORING_FEAT_EXT_ARG
+)
+#: Opcodes the IO manager itself needs.
+REQUIRED_OPCODES: Final = ("NOP", "POLL_ADD", "ASYNC_CANCEL", "READ", "WRITE", "TIMEOUT")
+
+_GETEVENTS_EXT: Final = k.IORING_ENTER_GETEVENTS | k.IORING_ENTER_EXT_ARG
+_AGAIN: Final = (errno.EAGAIN, errno.EBUSY)
+
+
+def _features_missing(features: int, required: int) -> list[str]:
+    return [name for bit, name in enumerate(k.FEATURE_NAMES) if required & (1 << bit) and not features & (1 << bit)]
+
+
+class Ring:
+    """An io_uring instance with its rings mapped.
+
+    ``mode`` is ``"auto"`` (the fastest the kernel accepts), or one of
+    ``"defer"``, ``"coop"``, ``"plain"``.
+    """
+
+    def __init__(
+        self,
+        sq_entries: int = 256,
+        cq_entries: int = 4096,
+        *,
+        mode: RingMode | Literal["auto"] = "auto",
+        required_features: int = REQUIRED_FEATURES,
+    ) -> None:
+        if sq_entries < 1 or cq_entries < sq_entries:
+            raise ValueError("need 1 <= sq_entries <= cq_entries")
+        self.fd = -1
+        self._maps: list[tuple[int, int]] = []
+        self.closed = False
+        modes = _AUTO_MODES if mode == "auto" else (mode,)
+        self._setup(sq_entries, cq_entries, modes)
+        try:
+            missing = _features_missing(self.features, required_features)
+            if missing:
+                raise OSError(errno.EOPNOTSUPP, f"io_uring lacks required features: {', '.join(missing)}")
+            self._map_rings()
+        except BaseException:
+            self.close()
+            raise
+        #: submissions per opcode number, for statistics
+        self.op_counts = [0] * 256
+        self._backlog: list[Cqe] = []
+        self._probe: frozenset[int] | None = None
+
+    # ---- setup ------------------------------------------------------------
+
+    def _setup(self, sq_entries: int, cq_entries: int, modes: Iterable[str]) -> None:
+        last: OSError | None = None
+        for mode in modes:
+            optional = list(_OPTIONAL_FLAGS)
+            while True:
+                flags = k.IORING_SETUP_CQSIZE | _MODE_FLAGS[mode]
+                for f in optional:
+                    flags |= f
+                params = k.Params()
+                params.flags = flags
+                params.cq_entries = cq_entries
+                try:
+                    self.fd = k.io_uring_setup(sq_entries, params)
+                except OSError as exc:
+                    # EINVAL: this kernel does not know one of the flags.
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    last = exc
+                    if optional:
+                        optional.pop(0)
+                        continue
+                    break
+                self.mode: RingMode = mode  # type: ignore[assignment]
+                self.setup_flags: int = flags
+                self.params = params
+                self.features: int = params.features
+                return
+        assert last is not None
+        raise last
+
+    def _map_rings(self) -> None:
+        p = self.params
+        sq_off, cq_off = p.sq_off, p.cq_off
+        self.sq_entries: int = p.sq_entries
+        self.cq_entries: int = p.cq_entries
+        sq_size = sq_off.array + p.sq_entries * 4
+        if self.setup_flags & k.IORING_SETUP_NO_SQARRAY:
+            sq_size = sq_off.flags + 4 if sq_off.array == 0 else sq_size
+        cq_size = cq_off.cqes + p.cq_entries * k.CQE_SIZE
+        if self.features & k.IORING_FEAT_SINGLE_MMAP:
+            size = max(sq_size, cq_size, sq_off.flags + 4, cq_off.flags + 4)
+            sq_addr = k.mmap_shared(size, self.fd, k.IORING_OFF_SQ_RING)
+            self._maps.append((sq_addr, size))
+            cq_addr = sq_addr
+        else:  # pragma: no cover - kernels before 5.4
+            sq_addr = k.mmap_shared(sq_size, self.fd, k.IORING_OFF_SQ_RING)
+            self._maps.append((sq_addr, sq_size))
+            cq_addr = k.mmap_shared(cq_size, self.fd, k.IORING_OFF_CQ_RING)
+            self._maps.append((cq_addr, cq_size))
+        sqes_size = p.sq_entries * k.SQE_SIZE
+        sqes_addr = k.mmap_shared(sqes_size, self.fd, k.IORING_OFF_SQES)
+        self._maps.append((sqes_addr, sqes_size))
+
+        sq_len = max(sq_size, sq_off.flags + 4)
+        cq_len = max(cq_size, cq_off.flags + 4)
+        self._sq_u32 = k.view(sq_addr, sq_len).cast("I")
+        self._cq_u32 = k.view(cq_addr, cq_len).cast("I")
+        self._cq_bytes = k.view(cq_addr, cq_len)
+        self._sqes = k.view(sqes_addr, sqes_size)
+
+        # indices into the u32 views
+        self._sq_khead = sq_off.head // 4
+        self._sq_ktail = sq_off.tail // 4
+        self._sq_kflags = sq_off.flags // 4
+        self._sq_kdropped = sq_off.dropped // 4
+        self._cq_khead = cq_off.head // 4
+        self._cq_ktail = cq_off.tail // 4
+        self._cq_koverflow = cq_off.overflow // 4
+        self._cqes_off = cq_off.cqes
+        self._sq_mask = self._sq_u32[sq_off.ring_mask // 4]
+        self._cq_mask = self._cq_u32[cq_off.ring_mask // 4]
+        if not self.setup_flags & k.IORING_SETUP_NO_SQARRAY:
+            base = sq_off.array // 4
+            for i in range(p.sq_entries):
+                self._sq_u32[base + i] = i
+        self._sq_tail = self._sq_u32[self._sq_ktail]
+        self._cq_head = self._cq_u32[self._cq_khead]
+
+        # The wait argument: a getevents_arg pointing at a timespec, both
+        # allocated once; submit_and_wait rewrites only the timespec.
+        self._ts = k.Memory(k.TIMESPEC.size)
+        self._arg = k.Memory(k.GETEVENTS_ARG.size)
+        k.GETEVENTS_ARG.pack_into(self._arg.view, 0, 0, 0, 0, self._ts.address)
+
+    # ---- submission ---------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """SQEs written but not yet consumed by the kernel."""
+        if self.closed:
+            return 0
+        return (self._sq_tail - self._sq_u32[self._sq_khead]) & 0xFFFFFFFF
+
+    def prep(
+        self,
+        opcode: int,
+        user_data: int,
+        fd: int = -1,
+        addr: int = 0,
+        length: int = 0,
+        off: int = 0,
+        op_flags: int = 0,
+        *,
+        sqe_flags: int = 0,
+        ioprio: int = 0,
+        buf_index: int = 0,
+        file_index: int = 0,
+        addr3: int = 0,
+    ) -> None:
+        """Write one SQE.  Flushes the SQ first when it is full."""
+        tail = self._sq_tail
+        if ((tail - self._sq_u32[self._sq_khead]) & 0xFFFFFFFF) >= self.sq_entries:
+            self._flush_full_sq()
+        k.SQE.pack_into(
+            self._sqes,
+            (tail & self._sq_mask) * 64,
+            opcode,
+            sqe_flags,
+            ioprio,
+            fd,
+            off,
+            addr,
+            length,
+            op_flags,
+            user_data,
+            buf_index,
+            0,
+            file_index,
+            addr3,
+            0,
+        )
+        self._sq_tail = (tail + 1) & 0xFFFFFFFF
+        self.op_counts[opcode] += 1
+
+    def _flush_full_sq(self) -> None:
+        while True:
+            try:
+                self.submit()
+            except OSError as exc:
+                if exc.errno not in _AGAIN:
+                    raise
+                # The kernel wants us to make room in the CQ first.
+                self._backlog.extend(self._reap_cq())
+                self._enter(0, 0, k.IORING_ENTER_GETEVENTS)
+            if ((self._sq_tail - self._sq_u32[self._sq_khead]) & 0xFFFFFFFF) < self.sq_entries:
+                return
+
+    def _publish(self) -> int:
+        self._sq_u32[self._sq_ktail] = self._sq_tail
+        return (self._sq_tail - self._sq_u32[self._sq_khead]) & 0xFFFFFFFF
+
+    def _enter(self, to_submit: int, min_complete: int, flags: int, arg: int = 0, argsz: int = 0) -> int:
+        return k.io_uring_enter(self.fd, to_submit, min_complete, flags, arg, argsz)
+
+    def submit(self) -> int:
+        """Hand every queued SQE to the kernel without waiting."""
+        to_submit = self._publish()
+        if not to_submit:
+            return 0
+        return self._enter(to_submit, 0, 0)
+
+    def submit_and_wait(self, timeout: float | None, wait_nr: int = 1, *, submit: bool = True) -> int:
+        """Submit what is queued and wait for ``wait_nr`` CQEs or ``timeout``.
+
+        One ``io_uring_enter`` call; the timeout rides on
+        ``IORING_ENTER_EXT_ARG``.  ``timeout=None`` waits without limit.
+        Returns the number of SQEs submitted.  A timeout, a signal (EINTR) or
+        back-pressure (EBUSY) just return: the caller reaps whatever arrived.
+        With ``submit=False`` nothing is submitted (a waiter on another
+        thread, guest mode).
+        """
+        to_submit = self._publish() if submit else 0
+        if timeout is None:
+            k.GETEVENTS_ARG.pack_into(self._arg.view, 0, 0, 0, 0, 0)
+        else:
+            if timeout < 0:
+                timeout = 0
+            sec = int(timeout)
+            k.TIMESPEC.pack_into(self._ts.view, 0, sec, int((timeout - sec) * 1e9))
+            k.GETEVENTS_ARG.pack_into(self._arg.view, 0, 0, 0, 0, self._ts.address)
+        try:
+            return k.io_uring_enter(self.fd, to_submit, wait_nr, _GETEVENTS_EXT, self._arg.address, 24)
+        except OSError as exc:
+            # ETIME: timed out with nothing submitted.  EINTR: a signal; the
+            # handler runs as soon as we return.  EBUSY/EAGAIN: the CQ needs
+            # reaping before the kernel takes more.
+            if exc.errno in (errno.ETIME, errno.EINTR, errno.EAGAIN, errno.EBUSY):
+                return 0
+            raise
+
+    def get_events_now(self) -> None:
+        """Run pending completion work (DEFER/COOP task-run) without waiting."""
+        try:
+            self._enter(0, 0, k.IORING_ENTER_GETEVENTS)
+        except OSError as exc:
+            if exc.errno not in (errno.EINTR, errno.EAGAIN, errno.EBUSY):
+                raise
+
+    @property
+    def has_backlog(self) -> bool:
+        """CQEs already taken off the CQ (while flushing a full SQ) and not yet
+        returned by :meth:`reap`."""
+        return bool(self._backlog)
+
+    @property
+    def needs_enter(self) -> bool:
+        """True when completions may be waiting in the kernel: queued SQEs,
+        deferred task work, or an overflowed CQ."""
+        if self.pending:
+            return True
+        return bool(self._sq_u32[self._sq_kflags] & (k.IORING_SQ_TASKRUN | k.IORING_SQ_CQ_OVERFLOW))
+
+    # ---- completion -----------------------------------------------------------
+
+    def _reap_cq(self) -> list[Cqe]:
+        head = self._cq_head
+        tail = self._cq_u32[self._cq_ktail]
+        if head == tail:
+            return []
+        mask = self._cq_mask
+        base = self._cqes_off
+        unpack = k.CQE.unpack_from
+        buf = self._cq_bytes
+        out = [unpack(buf, base + ((i & mask) << 4)) for i in range(head, head + ((tail - head) & 0xFFFFFFFF))]
+        self._cq_head = tail
+        self._cq_u32[self._cq_khead] = tail
+        return out
+
+    def reap(self) -> list[Cqe]:
+        """Every CQE available now, including any the kernel had to keep on its
+        overflow list."""
+        out = self._reap_cq()
+        if self._backlog:
+            out = self._backlog + out
+            self._backlog = []
+        while self._sq_u32[self._sq_kflags] & k.IORING_SQ_CQ_OVERFLOW:
+            # NODROP kept CQEs back; entering with GETEVENTS flushes them into
+            # the space we just freed.
+            self.get_events_now()
+            more = self._reap_cq()
+            if not more:
+                break
+            out.extend(more)
+        return out
+
+    # ---- probing ------------------------------------------------------------------
+
+    def probe(self) -> frozenset[int]:
+        """The opcodes this kernel supports (IORING_REGISTER_PROBE)."""
+        if self._probe is None:
+            nops = 256
+            mem = k.Memory(16 + nops * 8)
+            k.io_uring_register(self.fd, k.IORING_REGISTER_PROBE, mem.address, nops)
+            ops_len = mem.view[1]
+            supported = set()
+            for i in range(ops_len):
+                off = 16 + i * 8
+                if mem.view[off + 2] & k.IO_URING_OP_SUPPORTED:
+                    supported.add(mem.view[off])
+            self._probe = frozenset(supported)
+        return self._probe
+
+    def supports(self, opcode_name: str) -> bool:
+        return k.opcode_number(opcode_name) in self.probe()
+
+    # ---- SQE preparation, named after the kernel's operations -------------------
+
+    def prep_nop(self, user_data: int, *, sqe_flags: int = 0) -> None:
+        self.prep(k.IORING_OP.NOP, user_data, sqe_flags=sqe_flags)
+
+    def prep_read(self, user_data: int, fd: int, addr: int, nbytes: int, offset: int) -> None:
+        """READ at ``offset`` (-1: the file's current position)."""
+        self.prep(k.IORING_OP.READ, user_data, fd, addr, nbytes, offset & 0xFFFFFFFFFFFFFFFF)
+
+    def prep_write(self, user_data: int, fd: int, addr: int, nbytes: int, offset: int) -> None:
+        self.prep(k.IORING_OP.WRITE, user_data, fd, addr, nbytes, offset & 0xFFFFFFFFFFFFFFFF)
+
+    def prep_recv(self, user_data: int, fd: int, addr: int, nbytes: int, flags: int = 0) -> None:
+        self.prep(k.IORING_OP.RECV, user_data, fd, addr, nbytes, 0, flags)
+
+    def prep_send(self, user_data: int, fd: int, addr: int, nbytes: int, flags: int = 0) -> None:
+        self.prep(k.IORING_OP.SEND, user_data, fd, addr, nbytes, 0, flags)
+
+    def prep_poll_add(self, user_data: int, fd: int, poll_mask: int, *, multishot: bool = False) -> None:
+        self.prep(
+            k.IORING_OP.POLL_ADD,
+            user_data,
+            fd,
+            0,
+            k.IORING_POLL_ADD_MULTI if multishot else 0,
+            0,
+            poll_mask,
+        )
+
+    def prep_poll_remove(self, user_data: int, target: int) -> None:
+        self.prep(k.IORING_OP.POLL_REMOVE, user_data, -1, target)
+
+    def prep_cancel(self, user_data: int, target: int, flags: int = 0, *, sqe_flags: int = 0) -> None:
+        """ASYNC_CANCEL of the op whose user_data is ``target``."""
+        self.prep(k.IORING_OP.ASYNC_CANCEL, user_data, -1, target, 0, 0, flags, sqe_flags=sqe_flags)
+
+    def prep_cancel_fd(self, user_data: int, fd: int, flags: int = k.IORING_ASYNC_CANCEL_ALL) -> None:
+        """ASYNC_CANCEL of every op on ``fd`` (5.19+)."""
+        self.prep(k.IORING_OP.ASYNC_CANCEL, user_data, fd, 0, 0, 0, flags | k.IORING_ASYNC_CANCEL_FD)
+
+    def prep_timeout(self, user_data: int, ts_addr: int, count: int = 0, flags: int = 0) -> None:
+        """TIMEOUT: completes with -ETIME after the timespec at ``ts_addr``, or
+        with 0 once ``count`` other CQEs were posted."""
+        self.prep(k.IORING_OP.TIMEOUT, user_data, -1, ts_addr, 1, count, flags)
+
+    # ---- teardown --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Unmap the rings and close the fd.  The caller must have drained
+        every in-flight operation whose memory it is about to free."""
+        if self.closed:
+            return
+        self.closed = True
+        for name in ("_sq_u32", "_cq_u32", "_cq_bytes", "_sqes"):
+            v = self.__dict__.pop(name, None)
+            if v is not None:
+                v.release()
+        for addr, size in self._maps:
+            k.munmap(addr, size)
+        self._maps.clear()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Ring:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "mode": self.mode,
+            "setup_flags": [name for bit, name in k.SETUP_FLAG_NAMES.items() if self.setup_flags & bit],
+            "sq_entries": self.sq_entries,
+            "cq_entries": self.cq_entries,
+            "features": [n for b, n in enumerate(k.FEATURE_NAMES) if self.features & (1 << b)],
+        }
