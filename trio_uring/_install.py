@@ -30,12 +30,12 @@ RetT = TypeVar("RetT")
 
 
 def _activate() -> None:
-    _trio_run.TheIOManager = UringIOManager  # type: ignore[misc]
+    setattr(_trio_run, "TheIOManager", UringIOManager)  # noqa: B010 - trio's private hook
 
 
 def _deactivate_if_unused() -> None:
     if not installation.globally and installation.runs == 0:
-        _trio_run.TheIOManager = STOCK_IO_MANAGER  # type: ignore[misc]
+        setattr(_trio_run, "TheIOManager", STOCK_IO_MANAGER)  # noqa: B010
 
 
 def is_installed() -> bool:
@@ -87,7 +87,7 @@ def installed(*, fallback: bool = False) -> Iterator[bool]:
             uninstall()
 
 
-def run(async_fn: Callable[..., Awaitable[RetT]], *args: object, **trio_run_kwargs: Any) -> RetT:  # noqa: ANN401
+def run(async_fn: Callable[..., Awaitable[RetT]], *args: object, **trio_run_kwargs: Any) -> RetT:
     """``trio.run(async_fn, *args, **trio_run_kwargs)`` on io_uring.
 
     Raises :class:`UnsupportedError` (before running anything) if io_uring

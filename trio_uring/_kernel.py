@@ -265,7 +265,9 @@ TIMESPEC: Final = struct.Struct("<qq")
 #: struct io_uring_getevents_arg: sigmask, sigmask_sz, min_wait_usec, ts
 GETEVENTS_ARG: Final = struct.Struct("<QIIQ")
 
-assert SQE.size == SQE_SIZE and CQE.size == CQE_SIZE and GETEVENTS_ARG.size == 24
+assert SQE.size == SQE_SIZE
+assert CQE.size == CQE_SIZE
+assert GETEVENTS_ARG.size == 24
 
 # mmap offsets
 IORING_OFF_SQ_RING: Final = 0

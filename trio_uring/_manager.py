@@ -123,6 +123,8 @@ class _Installation:
         self.fallback = False
         self.runs = 0
         self.tls = threading.local()
+        #: managers constructed by trio while a run wanted io_uring, by kind
+        self.constructed = {"io_uring": 0, "stock": 0}
 
     def wants_uring(self) -> bool:
         return self.globally or getattr(self.tls, "depth", 0) > 0
@@ -231,7 +233,7 @@ class UringIOManager:
     """trio's IO manager on io_uring.  trio constructs it through
     ``trio._core._run.TheIOManager`` once trio_uring is installed."""
 
-    def __new__(cls, *, mode: RingMode | Literal["auto"] | None = None) -> Any:  # noqa: ANN401
+    def __new__(cls, *, mode: RingMode | Literal["auto"] | None = None) -> Any:
         # While trio_uring is installed for some runs only (trio_uring.run in
         # one thread), a plain trio.run elsewhere keeps trio's own backend.
         if mode is None and not installation.wants_uring():
@@ -242,8 +244,11 @@ class UringIOManager:
         except UnsupportedError as exc:
             if mode is None and installation.fallback_enabled():
                 warnings.warn(f"trio_uring: using trio's own backend for this run: {exc}", RuntimeWarning, stacklevel=3)
+                installation.constructed["stock"] += 1
                 return STOCK_IO_MANAGER()
             raise
+        if mode is None:
+            installation.constructed["io_uring"] += 1
         return self
 
     def __init__(self, *, mode: RingMode | Literal["auto"] | None = None) -> None:
@@ -487,11 +492,11 @@ class UringIOManager:
             self._cancel(op.user_data)
 
     def _submit_now(self) -> None:
-        try:
-            self._ring.submit()
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EBUSY, errno.EINTR):
-                raise
+        # GETEVENTS too: under DEFER_TASKRUN a cancelled request only lets go
+        # of its file once its completion task-work runs, which happens only
+        # inside io_uring_enter(GETEVENTS) on this thread.  Its CQE stays in
+        # the CQ for the next get_events.
+        self._ring.submit_and_wait(0, 0)
 
     # ---- operations that own memory ---------------------------------------------
 

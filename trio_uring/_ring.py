@@ -202,7 +202,7 @@ class Ring:
         """SQEs written but not yet consumed by the kernel."""
         if self.closed:
             return 0
-        return (self._sq_tail - self._sq_u32[self._sq_khead]) & 0xFFFFFFFF
+        return int(self._sq_tail - self._sq_u32[self._sq_khead]) & 0xFFFFFFFF
 
     def prep(
         self,
@@ -260,7 +260,7 @@ class Ring:
 
     def _publish(self) -> int:
         self._sq_u32[self._sq_ktail] = self._sq_tail
-        return (self._sq_tail - self._sq_u32[self._sq_khead]) & 0xFFFFFFFF
+        return int(self._sq_tail - self._sq_u32[self._sq_khead]) & 0xFFFFFFFF
 
     def _enter(self, to_submit: int, min_complete: int, flags: int, arg: int = 0, argsz: int = 0) -> int:
         return k.io_uring_enter(self.fd, to_submit, min_complete, flags, arg, argsz)

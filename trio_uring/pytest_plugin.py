@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ._install import install, uninstall
+from ._manager import installation
 from ._support import UnsupportedError
 
 
@@ -35,3 +36,12 @@ def pytest_configure(config: pytest.Config) -> None:
     except UnsupportedError as exc:
         raise pytest.UsageError(f"--trio-uring: {exc}") from exc
     config.add_cleanup(uninstall)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if not config.getoption("--trio-uring"):
+        return
+    made = installation.constructed
+    terminalreporter.write_line(
+        f"trio_uring: {made['io_uring']} trio runs on io_uring, {made['stock']} on trio's own backend"
+    )

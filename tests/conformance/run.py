@@ -1,0 +1,147 @@
+"""Run trio's own test suite on stock trio and on trio_uring, and compare.
+
+trio ships its tests inside the package.  We run them twice from the
+installed package, with the configuration trio's pyproject gives them:
+once as they are, once with ``--trio-uring`` (trio_uring's pytest plugin,
+which calls ``trio_uring.install()``).  The script fails if any test that
+passes on stock trio does not pass on trio_uring, except those listed in
+allowed_failures.txt, or if the trio_uring run did not actually run trio on
+io_uring.
+
+    python tests/conformance/run.py [--only uring] [extra pytest args]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+PYTEST_INI = """\
+[pytest]
+addopts = --strict-markers -p trio._tests.pytest_plugin -p no:cacheprovider -p no:trio
+faulthandler_timeout = 60
+markers =
+    redistributors_should_skip: tests that should be skipped by downstream redistributors
+xfail_strict = true
+"""
+
+
+def allowed_failures() -> set[str]:
+    lines = (HERE / "allowed_failures.txt").read_text().splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def run_suite(workdir: Path, label: str, extra: list[str]) -> tuple[dict[str, str], str]:
+    junit = workdir / f"{label}.xml"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-c",
+        str(workdir / "pytest.ini"),
+        "--rootdir",
+        str(workdir),
+        "--pyargs",
+        "trio",
+        "-q",
+        "-rfE",
+        # trio's optional-import tests run static tools (jedi, pylint, mypy)
+        # over trio's source; they test no I/O and are skipped on both runs.
+        "--skip-optional-imports",
+        f"--junitxml={junit}",
+        *extra,
+    ]
+    print(f"== trio's suite on {label}: {' '.join(cmd[3:])}", flush=True)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1800)
+    out = proc.stdout + proc.stderr
+    tail = [line for line in out.splitlines() if not re.match(r"^(sent|received) \d+$", line)]
+    print("\n".join(tail[-15:]), flush=True)
+    return parse_junit(junit), out
+
+
+def parse_junit(path: Path) -> dict[str, str]:
+    results: dict[str, str] = {}
+    if not path.exists():
+        return results
+    for case in ET.parse(path).getroot().iter("testcase"):
+        classname = case.get("classname", "")
+        name = case.get("name", "")
+        # classname: trio._core._tests.test_io  ->  _core/_tests/test_io.py
+        parts = classname.split(".")
+        if parts and parts[0] == "trio":
+            parts = parts[1:]
+        module_parts = []
+        for part in parts:
+            module_parts.append(part)
+            if part.startswith("test_"):
+                break
+        rest = parts[len(module_parts) :]
+        node = "/".join(module_parts) + ".py::" + "::".join([*rest, name])
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = "failed"
+                break
+            if child.tag == "skipped":
+                outcome = "xfailed" if "xfail" in (child.get("type") or "") else "skipped"
+        results[node] = outcome
+    return results
+
+
+def counts(results: dict[str, str]) -> str:
+    tally: dict[str, int] = {}
+    for outcome in results.values():
+        tally[outcome] = tally.get(outcome, 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in sorted(tally.items()))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["stock", "uring"], help="run only one side (no comparison)")
+    args, extra = parser.parse_known_args()
+    with tempfile.TemporaryDirectory(prefix="trio-conformance-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "pytest.ini").write_text(PYTEST_INI)
+        stock: dict[str, str] = {}
+        if args.only != "uring":
+            stock, _ = run_suite(workdir, "stock", extra)
+        if args.only == "stock":
+            print(f"stock trio: {counts(stock)}")
+            return 0
+        uring, out = run_suite(workdir, "trio_uring", ["--trio-uring", *extra])
+    match = re.search(r"trio_uring: (\d+) trio runs on io_uring, (\d+) on trio's own backend", out)
+    if not uring or not match:
+        print("FAIL: the trio_uring run produced no results, or no report of which backend ran")
+        return 1
+    on_uring, on_stock = int(match.group(1)), int(match.group(2))
+    print(f"trio runs during the trio_uring session: {on_uring} on io_uring, {on_stock} on trio's own backend")
+    if on_uring == 0:
+        print("FAIL: no trio run used io_uring")
+        return 1
+    print(f"trio_uring: {counts(uring)}")
+    if args.only == "uring":
+        return 0
+    print(f"stock trio: {counts(stock)}")
+    allowed = allowed_failures()
+    regressions = sorted(t for t, o in stock.items() if o == "passed" and uring.get(t) != "passed" and t not in allowed)
+    allowed_hit = sorted(t for t, o in stock.items() if o == "passed" and uring.get(t) != "passed" and t in allowed)
+    for test in allowed_hit:
+        print(f"allowed difference: {test} ({uring.get(test)})")
+    if regressions:
+        print(f"FAIL: {len(regressions)} test(s) pass on stock trio but not on trio_uring:")
+        for test in regressions:
+            print(f"  {test}: {uring.get(test, 'missing')}")
+        return 1
+    print("OK: every test that passes on stock trio passes on trio_uring")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
