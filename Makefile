@@ -1,5 +1,5 @@
 # Every target creates the venv it needs; nothing else has to be installed
-# beforehand but python3 (3.10+) with venv.
+# beforehand but python3 (3.11+) with venv.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python

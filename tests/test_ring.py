@@ -6,6 +6,7 @@ import errno
 import os
 import socket
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,10 +15,9 @@ from trio_uring._ring import Ring
 
 
 @pytest.fixture(params=["defer", "coop", "plain"])
-def ring(request: pytest.FixtureRequest) -> Ring:
-    r = Ring(8, 16, mode=request.param)
-    request.addfinalizer(r.close)
-    return r
+def ring(request: pytest.FixtureRequest) -> Iterator[Ring]:
+    with Ring(8, 16, mode=request.param) as r:
+        yield r
 
 
 def wait_for(r: Ring, n: int, timeout: float = 2.0) -> list[tuple[int, int, int]]:
@@ -35,10 +35,12 @@ def test_modes_and_flags(ring: Ring) -> None:
     if ring.mode == "defer":
         assert {"SINGLE_ISSUER", "DEFER_TASKRUN"} <= set(flags)
     elif ring.mode == "coop":
-        assert "COOP_TASKRUN" in flags and "DEFER_TASKRUN" not in flags
+        assert "COOP_TASKRUN" in flags
+        assert "DEFER_TASKRUN" not in flags
     else:
         assert not {"COOP_TASKRUN", "DEFER_TASKRUN", "SINGLE_ISSUER"} & set(flags)
-    assert ring.sq_entries == 8 and ring.cq_entries == 16
+    assert ring.sq_entries == 8
+    assert ring.cq_entries == 16
 
 
 def test_ring_fd_is_cloexec(ring: Ring) -> None:
@@ -140,7 +142,9 @@ def test_multishot_poll_on_socket(ring: Ring) -> None:
         ring.submit_and_wait(0, 0)
         b.send(b"x")
         first = wait_for(ring, 1)
-        assert first and first[0][0] == 9 and first[0][1] & k.POLLIN
+        assert first
+        assert first[0][0] == 9
+        assert first[0][1] & k.POLLIN
         assert first[0][2] & k.IORING_CQE_F_MORE
         a.recv(10)
         ring.prep_cancel(10, 9)
@@ -169,7 +173,8 @@ def test_bad_sizes() -> None:
 def test_buffer_pinning() -> None:
     ba = bytearray(b"abc")
     pin = k.Buffer(ba, writable=True)
-    assert pin.length == 3 and pin.address
+    assert pin.length == 3
+    assert pin.address
     with pytest.raises(BufferError):
         ba.extend(b"more")  # the kernel may still write into it
     del pin

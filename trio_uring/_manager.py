@@ -594,7 +594,7 @@ class UringIOManager:
 
     def _drain(self, ring: Ring) -> None:
         # CANCEL_ANY|ALL matches every request on the ring, the wakeup poll
-        # included; with CQE_SKIP_SUCCESS only a failure would post a CQE.
+        # included.  Its own CQE (user_data 0, the count cancelled) is dropped.
         ring.prep_cancel(_NO_REPLY, 0, k.IORING_ASYNC_CANCEL_ANY | k.IORING_ASYNC_CANCEL_ALL)
         deadline = time.monotonic() + _CLOSE_DRAIN_SECONDS
         wakeup_live = True

@@ -55,6 +55,8 @@ def run_suite(workdir: Path, label: str, extra: list[str]) -> tuple[dict[str, st
         # trio's optional-import tests run static tools (jedi, pylint, mypy)
         # over trio's source; they test no I/O and are skipped on both runs.
         "--skip-optional-imports",
+        # trio's slow tests too: they exercise the IO manager hardest.
+        "--run-slow",
         f"--junitxml={junit}",
         *extra,
     ]
