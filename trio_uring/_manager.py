@@ -58,6 +58,7 @@ from __future__ import annotations
 import copy
 import errno
 import os
+import resource
 import sys
 import threading
 import time
@@ -81,7 +82,7 @@ from trio.lowlevel import (
 
 from . import _kernel as k
 from ._ring import REQUIRED_OPCODES, Cqe, Ring, RingMode
-from ._support import UnsupportedError, explain_error, missing_opcodes
+from ._support import MEMLOCK_RETRY_SECONDS, UnsupportedError, explain_error, missing_opcodes
 
 if TYPE_CHECKING:
     from trio.lowlevel import RaiseCancelT
@@ -203,30 +204,45 @@ def _called_from_guest_run() -> bool:
 def open_ring(mode: RingMode | Literal["auto"] = "auto", sq_entries: int = 256, cq_entries: int = 4096) -> Ring:
     """Create a ring, shrinking it if the locked-memory limit is tight, and
     check it can run trio; raise :class:`UnsupportedError` naming the cause."""
+    deadline = time.monotonic() + MEMLOCK_RETRY_SECONDS
+    delay = 0.002
+    while True:
+        try:
+            ring = _open_ring_sized(mode, sq_entries, cq_entries)
+            break
+        except OSError as exc:
+            # RLIMIT_MEMLOCK is charged for the rings (5.1-5.11, 6.14+), and
+            # a ring closed just before (check_support's, the previous run's)
+            # is uncharged only some milliseconds later.
+            soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+            if exc.errno != errno.ENOMEM or soft == 0 or time.monotonic() >= deadline:
+                raise explain_error(exc) from exc
+            time.sleep(delay)
+            delay = min(2 * delay, 0.05)
+    missing = missing_opcodes(ring.probe(), REQUIRED_OPCODES)
+    if missing:
+        ring.close()
+        raise UnsupportedError(
+            "missing-opcode",
+            f"this kernel's io_uring lacks the opcode(s) {', '.join(missing)}",
+            "upgrade to Linux 5.19 or newer",
+        )
+    return ring
+
+
+def _open_ring_sized(mode: RingMode | Literal["auto"], sq_entries: int, cq_entries: int) -> Ring:
+    """The largest ring of a few sizes that the locked-memory limit allows."""
     sizes = [(sq_entries, cq_entries), (sq_entries, 2 * sq_entries), (64, 128), (16, 32)]
-    last: OSError | None = None
-    for sq, cq in sizes:
+    for sq, cq in sizes[:-1]:
         if sq > sq_entries:
             continue
         try:
-            ring = Ring(sq, max(cq, sq), mode=mode)
+            return Ring(sq, max(cq, sq), mode=mode)
         except OSError as exc:
-            last = exc
-            if exc.errno == errno.ENOMEM:
-                # RLIMIT_MEMLOCK is charged for the rings (5.1-5.11, 6.14+).
-                continue
-            raise explain_error(exc) from exc
-        missing = missing_opcodes(ring.probe(), REQUIRED_OPCODES)
-        if missing:
-            ring.close()
-            raise UnsupportedError(
-                "missing-opcode",
-                f"this kernel's io_uring lacks the opcode(s) {', '.join(missing)}",
-                "upgrade to Linux 5.19 or newer",
-            )
-        return ring
-    assert last is not None
-    raise explain_error(last) from last
+            if exc.errno != errno.ENOMEM:
+                raise
+    sq, cq = sizes[-1]
+    return Ring(min(sq, sq_entries), max(cq, min(sq, sq_entries)), mode=mode)
 
 
 class UringIOManager:

@@ -426,6 +426,34 @@ class Ring:
         with 0 once ``count`` other CQEs were posted."""
         self.prep(k.IORING_OP.TIMEOUT, user_data, -1, ts_addr, 1, count, flags)
 
+    def prep_sendmsg(self, user_data: int, fd: int, msghdr_addr: int, flags: int = 0) -> None:
+        """SENDMSG: sendmsg(2) with the ``struct msghdr`` at ``msghdr_addr``."""
+        self.prep(k.IORING_OP.SENDMSG, user_data, fd, msghdr_addr, 1, 0, flags)
+
+    def prep_recvmsg(self, user_data: int, fd: int, msghdr_addr: int, flags: int = 0) -> None:
+        """RECVMSG: recvmsg(2) into the ``struct msghdr`` at ``msghdr_addr``;
+        the kernel writes ``msg_namelen`` and ``msg_flags`` back into it."""
+        self.prep(k.IORING_OP.RECVMSG, user_data, fd, msghdr_addr, 1, 0, flags)
+
+    def prep_accept(self, user_data: int, fd: int, addr: int, addrlen_addr: int, flags: int = 0) -> None:
+        """ACCEPT: accept4(2).  ``addr`` points at a sockaddr buffer, and
+        ``addrlen_addr`` at its ``socklen_t`` length (in ``off``/``addr2``);
+        ``flags`` (SOCK_CLOEXEC, SOCK_NONBLOCK) go in ``accept_flags``."""
+        self.prep(k.IORING_OP.ACCEPT, user_data, fd, addr, 0, addrlen_addr, flags)
+
+    def prep_connect(self, user_data: int, fd: int, addr: int, addrlen: int) -> None:
+        """CONNECT: connect(2) to the sockaddr at ``addr``, ``addrlen`` bytes
+        long (the length goes in ``off``)."""
+        self.prep(k.IORING_OP.CONNECT, user_data, fd, addr, 0, addrlen)
+
+    def prep_shutdown(self, user_data: int, fd: int, how: int) -> None:
+        """SHUTDOWN: shutdown(2); ``how`` goes in ``len``."""
+        self.prep(k.IORING_OP.SHUTDOWN, user_data, fd, 0, how)
+
+    def prep_close(self, user_data: int, fd: int) -> None:
+        """CLOSE: close(2) of a regular (not fixed) file descriptor."""
+        self.prep(k.IORING_OP.CLOSE, user_data, fd)
+
     # ---- teardown --------------------------------------------------------------------
 
     def close(self) -> None:

@@ -9,14 +9,22 @@ ENOSYS     no kernel support (before 5.1, or CONFIG_IO_URING=n), or a seccomp
            policy that answers ENOSYS (podman / CRI-O defaults, gVisor)
 EPERM      ``kernel.io_uring_disabled`` (2: for everyone; 1: for users outside
            ``kernel.io_uring_group`` without CAP_SYS_ADMIN), or a seccomp
-           policy that answers EPERM (Docker 25+'s default profile)
-ENOMEM     RLIMIT_MEMLOCK: the rings are charged to it (5.1-5.11 and 6.14+)
+           policy that answers EPERM (Docker 25+'s default profile); with
+           neither (no seccomp filter, the sysctl letting us through), most
+           likely a Linux security module: cause "unknown"
+ENOMEM     RLIMIT_MEMLOCK: the rings are charged to it (5.1-5.11 and 6.14+),
+           per user, for tasks without CAP_IPC_LOCK (with it: out of memory)
 =========  ==================================================================
+
+A closed ring is uncharged asynchronously, a few milliseconds later, so a
+ring created right after another was closed can get ENOMEM under a limit it
+would fit in; :func:`check_support` retries such failures briefly.
 """
 
 from __future__ import annotations
 
 import errno
+import grp
 import os
 import platform
 import resource
@@ -27,6 +35,13 @@ from . import _kernel as k
 __all__ = ["UnsupportedError", "check_support", "explain_error", "is_supported", "missing_opcodes"]
 
 SUPPORTED_MACHINES = ("x86_64", "amd64")
+
+CAP_IPC_LOCK = 14
+CAP_SYS_ADMIN = 21
+# A closed ring's memory is uncharged from RLIMIT_MEMLOCK asynchronously
+# (after an RCU grace period and a workqueue item): open_ring retries a
+# memlock failure this long before believing it.
+MEMLOCK_RETRY_SECONDS = 0.25
 
 
 class UnsupportedError(OSError):
@@ -95,77 +110,176 @@ def _memlock() -> str:
     return "unlimited" if soft == resource.RLIM_INFINITY else f"{soft // 1024} KiB"
 
 
+def _status_field(name: str) -> str | None:
+    status = _read("/proc/self/status")
+    if status is None:
+        return None
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key == name:
+            return value.strip()
+    return None
+
+
+def _in_initial_user_ns() -> bool:
+    """True when our uids, gids and capabilities are those the kernel checks
+    io_uring against (``capable()`` and kernel.io_uring_group live in the
+    initial user namespace)."""
+    uid_map = _read("/proc/self/uid_map")
+    return uid_map is not None and uid_map.split() == ["0", "0", "4294967295"]
+
+
+def _has_capability(cap: int) -> bool | None:
+    """Whether the effective set holds ``cap`` in the initial user namespace;
+    None when that cannot be told (inside a user namespace, no /proc)."""
+    if not _in_initial_user_ns():
+        return None
+    eff = _status_field("CapEff")
+    try:
+        return eff is not None and bool(int(eff, 16) >> cap & 1)
+    except ValueError:
+        return None
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return f"{grp.getgrgid(gid).gr_name} (gid {gid})"
+    except (KeyError, OverflowError):
+        return f"gid {gid}"
+
+
+_DOCKER_REMEDY = (
+    "run the container with a seccomp profile that allows io_uring_setup, io_uring_enter and "
+    "io_uring_register (docker run --security-opt seccomp=<profile>), "
+    "or use trio's own backend (trio_uring.install(fallback=True))"
+)
+_FALLBACK = "use trio's own backend (trio_uring.install(fallback=True))"
+
+
+def _explain_sysctl_1(err: int) -> UnsupportedError | None:
+    """EPERM with kernel.io_uring_disabled = 1: blame the sysctl unless this
+    process is one it lets through (then the EPERM came from elsewhere)."""
+    group = sysctl_group()
+    has_group = group is not None and group >= 0
+    if _in_initial_user_ns():
+        in_group = has_group and (group == os.getegid() or group in os.getgroups())
+        if in_group or _has_capability(CAP_SYS_ADMIN):
+            return None
+    who = f"uid {os.geteuid()}, gid {os.getegid()}"
+    if not has_group:
+        return UnsupportedError(
+            "sysctl-disabled",
+            "io_uring_setup failed with EPERM: kernel.io_uring_disabled is 1 and kernel.io_uring_group "
+            f"is {group} (no group), so only processes with CAP_SYS_ADMIN may use io_uring, "
+            f"and this one ({who}) lacks it",
+            "as root, set kernel.io_uring_group to a group of this user ('sysctl kernel.io_uring_group=<gid>') "
+            f"or run 'sysctl kernel.io_uring_disabled=0'; or {_FALLBACK}",
+            err,
+        )
+    assert group is not None
+    return UnsupportedError(
+        "sysctl-disabled",
+        "io_uring_setup failed with EPERM: kernel.io_uring_disabled is 1, so only processes with "
+        f"CAP_SYS_ADMIN or in the group kernel.io_uring_group = {_group_name(group)} may use io_uring, "
+        f"and this one ({who}) is neither",
+        f"add the user to {_group_name(group)} (and log in again), or as root set kernel.io_uring_group "
+        f"to one of the user's groups or run 'sysctl kernel.io_uring_disabled=0'; or {_FALLBACK}",
+        err,
+    )
+
+
 def explain_error(exc: OSError) -> UnsupportedError:
     """Turn an error from io_uring_setup into an UnsupportedError naming the
     cause and the remedy."""
     err = exc.errno
     kernel = platform.release()
-    seccomp = _seccomp_mode() == 2
+    seccomp_mode = _seccomp_mode()
+    seccomp = seccomp_mode == 2
     if err == errno.ENOSYS:
         if seccomp:
             return UnsupportedError(
                 "seccomp",
                 f"io_uring_setup failed with ENOSYS under a seccomp filter (kernel {kernel}); "
-                "podman and CRI-O's default profiles, and gVisor, block io_uring this way",
+                "podman and CRI-O's default seccomp profiles, and gVisor, block io_uring this way",
                 "run the container with a seccomp profile that allows io_uring_setup, io_uring_enter "
                 "and io_uring_register (podman run --security-opt seccomp=<profile>), "
-                "or use trio's own backend (trio_uring.install(fallback=True))",
+                f"or {_FALLBACK}",
                 err,
             )
         return UnsupportedError(
             "no-kernel-support",
             f"io_uring_setup failed with ENOSYS: kernel {kernel} has no io_uring "
             "(older than 5.1, or built without CONFIG_IO_URING)",
-            "use Linux 5.19 or newer built with CONFIG_IO_URING=y, "
-            "or use trio's own backend (trio_uring.install(fallback=True))",
+            f"use Linux 5.19 or newer built with CONFIG_IO_URING=y, or {_FALLBACK}",
             err,
         )
     if err == errno.EPERM:
+        # The kernel checks kernel.io_uring_disabled in io_uring_setup itself;
+        # a seccomp filter answers before the syscall runs.
         disabled = sysctl_disabled()
         if disabled == 2:
             return UnsupportedError(
                 "sysctl-disabled",
                 "io_uring_setup failed with EPERM: kernel.io_uring_disabled is 2, "
-                "so io_uring is disabled for every process",
-                "as root, run 'sysctl kernel.io_uring_disabled=0' "
-                "(or 1, and add the user to kernel.io_uring_group)",
+                "so io_uring is disabled for every process"
+                + (" (a seccomp filter is active too, and may also block io_uring)" if seccomp else ""),
+                "as root, run 'sysctl kernel.io_uring_disabled=0' (or 1, and add the user to "
+                f"kernel.io_uring_group); or {_FALLBACK}",
                 err,
             )
         if disabled == 1:
-            group = sysctl_group()
+            explained = _explain_sysctl_1(err)
+            if explained is not None:
+                return explained
+        if seccomp:
             return UnsupportedError(
-                "sysctl-disabled",
-                "io_uring_setup failed with EPERM: kernel.io_uring_disabled is 1, so only "
-                f"processes with CAP_SYS_ADMIN or in group {group} (kernel.io_uring_group) may use it",
-                f"add the user to group {group} (or set kernel.io_uring_group to one of theirs), "
-                "or as root run 'sysctl kernel.io_uring_disabled=0'",
+                "seccomp",
+                "io_uring_setup failed with EPERM under a seccomp filter; Docker 25 and newer "
+                "block io_uring this way in their default seccomp profile",
+                _DOCKER_REMEDY,
+                err,
+            )
+        if seccomp_mode is None:
+            return UnsupportedError(
+                "seccomp",
+                "io_uring_setup failed with EPERM, most likely from a seccomp filter (Docker 25 and newer "
+                "block io_uring in their default seccomp profile); /proc/self/status could not be read "
+                "to confirm it",
+                _DOCKER_REMEDY,
                 err,
             )
         return UnsupportedError(
-            "seccomp",
-            "io_uring_setup failed with EPERM"
-            + (" under a seccomp filter" if seccomp else "")
-            + "; Docker 25 and newer block io_uring in their default seccomp profile",
-            "run the container with a seccomp profile that allows io_uring_setup, io_uring_enter and "
-            "io_uring_register (docker run --security-opt seccomp=<profile>), "
-            "or use trio's own backend (trio_uring.install(fallback=True))",
+            "unknown",
+            "io_uring_setup failed with EPERM although no seccomp filter is active and "
+            f"kernel.io_uring_disabled is {disabled if disabled is not None else 'absent'}: most likely a "
+            "Linux security module (SELinux, AppArmor or a BPF LSM policy) denies io_uring",
+            f"look for an io_uring denial in the audit log (ausearch -m avc, dmesg) and allow it; or {_FALLBACK}",
             err,
         )
     if err == errno.ENOMEM:
+        if _has_capability(CAP_IPC_LOCK):
+            return UnsupportedError(
+                "unknown",
+                "io_uring_setup failed with ENOMEM although this process has CAP_IPC_LOCK (so the rings "
+                "are not charged to RLIMIT_MEMLOCK): the system or this cgroup is out of memory",
+                f"free memory or raise the cgroup's memory limit; or {_FALLBACK}",
+                err,
+            )
         return UnsupportedError(
             "memlock",
             f"io_uring_setup failed with ENOMEM: the locked-memory limit (ulimit -l) is {_memlock()}, "
-            "too small for the smallest ring (Linux charges the rings to RLIMIT_MEMLOCK "
-            "for processes without CAP_IPC_LOCK)",
+            "too small for even the smallest ring. Linux charges the rings to RLIMIT_MEMLOCK "
+            "for processes without CAP_IPC_LOCK (5.1-5.11 and 6.14+), per user: rings of other "
+            "processes of the same user, and rings closed in the last few milliseconds, count too",
             "raise the limit ('ulimit -l 8192', LimitMEMLOCK= in a systemd unit, "
-            "or --ulimit memlock=8388608 for docker)",
+            f"or --ulimit memlock=8388608 for docker); or {_FALLBACK}",
             err,
         )
     if err == errno.EOPNOTSUPP:
         return UnsupportedError(
             "missing-feature",
             exc.strerror or str(exc),
-            "use Linux 5.19 or newer",
+            f"use Linux 5.19 or newer, or {_FALLBACK}",
             err,
         )
     return UnsupportedError(
@@ -206,7 +320,8 @@ def check_support(required_opcodes: Iterable[str] = ()) -> dict[str, object]:
     from ._manager import open_ring
 
     check_machine()
-    with open_ring() as ring:
+    ring = open_ring()
+    with ring:
         missing = missing_opcodes(ring.probe(), required_opcodes)
         if missing:
             raise UnsupportedError(
