@@ -1,0 +1,27 @@
+"""Every example runs, briefly, as the docs show it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "expect"),
+    [
+        ("echo.py", ["--connections", "4", "--messages", "50"], "every byte checked"),
+        ("pipe_cancel.py", ["--bytes", "65536", "--seed", "1"], "arrived intact"),
+    ],
+)
+def test_example_runs(script: str, args: list[str], expect: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert expect in proc.stdout
+    assert "io_uring" in proc.stdout
