@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from . import lowlevel
 from ._install import install, installed, is_installed, run, uninstall
 from ._manager import UringIOManager, UringStatistics
 from ._support import UnsupportedError, check_support, is_supported
@@ -21,6 +22,7 @@ __all__ = [
     "installed",
     "is_installed",
     "is_supported",
+    "lowlevel",
     "run",
     "uninstall",
 ]
