@@ -397,8 +397,7 @@ class UringIOManager:
             # only for POLLOUT (IO_POLL_UNMASK in io_uring/poll.c); epoll
             # would not wake a writer for it, and after the peer's shutdown
             # it would fire on every re-arm.  Keep waiting, as epoll does.
-            self._ops[self._register_again(op)] = op
-            self._ring.prep_poll_add(op.user_data, op.fd, _POLL_READ if reading else _POLL_WRITE)
+            self._ring.prep_poll_add(self._register(op), op.fd, _POLL_READ if reading else _POLL_WRITE)
             return
         if state is not None:
             if state.reader is op:
@@ -412,12 +411,6 @@ class UringIOManager:
             reschedule(op.task, outcome.Error(OSError(-res, os.strerror(-res))))
         else:
             reschedule(op.task)
-
-    def _register_again(self, op: Operation) -> int:
-        user_data = self._next_user_data
-        self._next_user_data = user_data + 1
-        op.user_data = user_data
-        return user_data
 
     # ---- readiness -------------------------------------------------------------
 
