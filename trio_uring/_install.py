@@ -4,6 +4,8 @@ trio's ``setup_runner`` constructs ``trio._core._run.TheIOManager()`` at the
 start of every run (``trio.run``, ``start_guest_run``, and so
 ``anyio.run(backend="trio")`` and pytest-trio).  Installing trio_uring sets
 that name to :class:`UringIOManager`; uninstalling restores trio's own class.
+Likewise ``trio._socket._SocketType``, the class behind every trio socket,
+becomes :class:`trio_uring.socket.UringSocket` (see that module).
 
 ``trio_uring.run`` must not change the backend of runs in *other* threads,
 so installation is counted: a global ``install()`` plus one count per active
@@ -23,6 +25,7 @@ import trio._core._run as _trio_run
 
 from ._manager import STOCK_IO_MANAGER, UringIOManager, installation
 from ._support import UnsupportedError, check_machine, check_support
+from .socket import patch_trio, unpatch_trio
 
 __all__ = ["install", "installed", "is_installed", "run", "uninstall"]
 
@@ -31,11 +34,13 @@ RetT = TypeVar("RetT")
 
 def _activate() -> None:
     setattr(_trio_run, "TheIOManager", UringIOManager)  # noqa: B010 - trio's private hook
+    patch_trio()
 
 
 def _deactivate_if_unused() -> None:
     if not installation.globally and installation.runs == 0:
         setattr(_trio_run, "TheIOManager", STOCK_IO_MANAGER)  # noqa: B010
+        unpatch_trio()
 
 
 def is_installed() -> bool:

@@ -26,6 +26,7 @@ __all__ = [
     "OPCODE_NAMES",
     "Buffer",
     "Memory",
+    "PageMemory",
     "Params",
     "io_uring_enter",
     "io_uring_register",
@@ -82,6 +83,8 @@ _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 PROT_READ: Final = 1
 PROT_WRITE: Final = 2
 MAP_SHARED: Final = 0x01
+MAP_PRIVATE: Final = 0x02
+MAP_ANONYMOUS: Final = 0x20
 MAP_POPULATE: Final = 0x8000
 MAP_FAILED: Final = (1 << 64) - 1
 MADV_DONTFORK: Final = 10
@@ -182,10 +185,12 @@ class Buffer:
         if mv.readonly:
             if writable:
                 raise TypeError(f"a writable bytes-like object is required, not {type(obj).__name__!r}")
-            data = mv.tobytes()
-            self._pin = data
-            self.length = len(data)
-            self.address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
+            # A read-only export (e.g. the memoryview slices SocketStream.send_all
+            # passes): pinned through the buffer protocol, not copied.
+            ro = _ReadOnlyPin(mv)
+            self._pin = ro
+            self.length = ro.length
+            self.address = ro.address
             return
         nbytes = mv.nbytes
         if nbytes == 0:
@@ -198,6 +203,81 @@ class Buffer:
         self._pin = pin
         self.length = nbytes
         self.address = ctypes.addressof(pin)
+
+
+class _PyBuffer(ctypes.Structure):
+    """CPython's ``Py_buffer`` (Include/pybuffer.h), 80 bytes on 64-bit."""
+
+    _fields_ = [
+        ("buf", ctypes.c_void_p),
+        ("obj", ctypes.c_void_p),
+        ("len", ctypes.c_ssize_t),
+        ("itemsize", ctypes.c_ssize_t),
+        ("readonly", ctypes.c_int),
+        ("ndim", ctypes.c_int),
+        ("format", ctypes.c_char_p),
+        ("shape", ctypes.c_void_p),
+        ("strides", ctypes.c_void_p),
+        ("suboffsets", ctypes.c_void_p),
+        ("internal", ctypes.c_void_p),
+    ]
+
+
+_PyObject_GetBuffer = ctypes.pythonapi.PyObject_GetBuffer
+_PyObject_GetBuffer.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
+_PyObject_GetBuffer.restype = ctypes.c_int
+_PyBuffer_Release = ctypes.pythonapi.PyBuffer_Release
+_PyBuffer_Release.argtypes = [ctypes.POINTER(_PyBuffer)]
+_PyBuffer_Release.restype = None
+_PyBUF_SIMPLE: Final = 0
+
+
+class _ReadOnlyPin:
+    """A buffer export held open: the exporter cannot release or resize the
+    memory until this object is gone.  ctypes' ``from_buffer`` refuses
+    read-only buffers, so this goes through ``PyObject_GetBuffer``."""
+
+    __slots__ = ("_view", "address", "length")
+
+    def __init__(self, obj: object) -> None:
+        view = _PyBuffer()
+        if _PyObject_GetBuffer(obj, ctypes.byref(view), _PyBUF_SIMPLE) != 0:  # pragma: no cover
+            raise BufferError("cannot export the buffer")
+        self._view: _PyBuffer | None = view
+        self.address = int(view.buf or 0)
+        self.length = int(view.len)
+
+    def __del__(self) -> None:
+        view, self._view = self._view, None
+        if view is not None:
+            _PyBuffer_Release(ctypes.byref(view))
+
+
+class PageMemory:
+    """Zeroed, page-aligned anonymous memory (``mmap(MAP_ANONYMOUS)``), as a
+    provided-buffer ring requires.  Pages count towards RSS only once
+    touched.  Freed by :meth:`close` (or when collected)."""
+
+    __slots__ = ("address", "size", "view")
+
+    def __init__(self, size: int) -> None:
+        addr = _mmap(None, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        if addr is None or addr == MAP_FAILED:
+            err = ctypes.get_errno()
+            raise _oserror(err, "mmap of buffer memory")
+        _madvise(addr, size, MADV_DONTFORK)
+        self.address: int = int(addr)
+        self.size = size
+        self.view: memoryview = view(self.address, size)
+
+    def close(self) -> None:
+        if self.address:
+            self.view.release()
+            munmap(self.address, self.size)
+            self.address = 0
+
+    def __del__(self) -> None:
+        self.close()
 
 
 # --- io_uring_params and the ring offsets ------------------------------------
@@ -331,6 +411,15 @@ IORING_ENTER_EXT_ARG: Final = 8
 
 # --- register opcodes ------------------------------------------------------------
 IORING_REGISTER_PROBE: Final = 8
+IORING_REGISTER_PBUF_RING: Final = 22
+IORING_UNREGISTER_PBUF_RING: Final = 23
+#: struct io_uring_buf_reg: ring_addr, ring_entries, bgid, flags, min_left, resv[5]
+BUF_REG: Final = struct.Struct("<QIHHI20x")
+#: struct io_uring_buf: addr, len, bid, resv (the ring's u16 tail overlays
+#: bufs[0].resv, at byte 14)
+BUF: Final = struct.Struct("<QIHH")
+BUF_RING_TAIL: Final = struct.Struct("<H")
+BUF_RING_TAIL_OFFSET: Final = 14
 IO_URING_OP_SUPPORTED: Final = 1
 
 # --- SQE flags -----------------------------------------------------------------------

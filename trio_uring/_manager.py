@@ -81,13 +81,19 @@ from trio.lowlevel import (
 )
 
 from . import _kernel as k
+from ._bufring import BufRing
 from ._ring import REQUIRED_OPCODES, Cqe, Ring, RingMode
 from ._support import MEMLOCK_RETRY_SECONDS, UnsupportedError, explain_error, missing_opcodes
 
 if TYPE_CHECKING:
     from trio.lowlevel import RaiseCancelT
 
-__all__ = ["Operation", "UringIOManager", "UringStatistics"]
+__all__ = ["READER", "WRITER", "Operation", "UringIOManager", "UringStatistics"]
+
+#: ``perform(..., slot=READER)``: the op occupies the fd's one reader slot
+#: (trio allows one task waiting to read, one to write, per fd).
+READER: Final = 1
+WRITER: Final = 2
 
 # user_data 0 is never an operation: fire-and-forget cancels use it.
 _NO_REPLY: Final = 0
@@ -101,6 +107,16 @@ _WAKES_READER: Final = k.POLLIN | k.POLLPRI | k.POLLRDHUP | k.POLLERR | k.POLLHU
 _WAKES_WRITER: Final = k.POLLOUT | k.POLLERR | k.POLLHUP
 _SKIP: Final = k.IOSQE_CQE_SKIP_SUCCESS
 _F_MORE: Final = k.IORING_CQE_F_MORE
+_F_BUFFER: Final = k.IORING_CQE_F_BUFFER
+_BUFFER_SHIFT: Final = k.IORING_CQE_BUFFER_SHIFT
+#: The one provided-buffer group: 128 buffers of 64 KiB (16 MiB of address
+#: space; only pages the kernel writes into become resident).
+_BUF_GROUP: Final = 0
+_BUF_ENTRIES: Final = 128
+_BUF_SIZE: Final = 65536
+#: Opcodes trio_uring's sockets submit; where one is missing, sockets keep
+#: trio's own readiness-based methods.
+SOCKET_OPCODES: Final = ("RECV", "SEND", "RECVMSG", "SENDMSG", "ACCEPT", "CONNECT")
 _INTERRUPTED: Final = k.INTERRUPTED
 _CLOSE_DRAIN_SECONDS: Final = 5.0
 
@@ -165,8 +181,11 @@ class Operation:
 
 @attrs.define(eq=False)
 class _FdState:
+    #: the task waiting to read / write this fd: a readiness poll or an
+    #: operation submitted with ``slot=READER`` / ``slot=WRITER``
     reader: Operation | None = None
     writer: Operation | None = None
+    #: other operations in flight on the fd
     ops: set[Operation] = attrs.Factory(set)
 
     def empty(self) -> bool:
@@ -288,12 +307,24 @@ class UringIOManager:
             raise
         self._wakeup_fd = self._wakeup.wakeup_sock.fileno()
         self._arm_wakeup()
+        self._bufring: BufRing | None = None
+        #: the ring has every opcode trio_uring's sockets submit
+        self.socket_ops = not missing_opcodes(self._ring.probe(), SOCKET_OPCODES)
 
     # ---- helpers --------------------------------------------------------------
 
     @property
     def ring(self) -> Ring:
         return self._ring
+
+    def buffers(self) -> BufRing:
+        """The provided-buffer ring (group 0), registered on first use.  A
+        RECV with ``IOSQE_BUFFER_SELECT`` and ``buf_group=0`` picks from it;
+        the caller copies the data out with ``take(bid, n)``."""
+        bufring = self._bufring
+        if bufring is None:
+            bufring = self._bufring = BufRing(self._ring.fd, _BUF_GROUP, _BUF_ENTRIES, _BUF_SIZE)
+        return bufring
 
     def _arm_wakeup(self) -> None:
         self._ring.prep_poll_add(_WAKEUP, self._wakeup_fd, k.POLLIN, multishot=True)
@@ -314,7 +345,12 @@ class UringIOManager:
     def _forget_fd_op(self, op: Operation) -> None:
         state = self._fds.get(op.fd)
         if state is not None:
-            state.ops.discard(op)
+            if state.reader is op:
+                state.reader = None
+            elif state.writer is op:
+                state.writer = None
+            else:
+                state.ops.discard(op)
             if state.empty():
                 del self._fds[op.fd]
 
@@ -479,6 +515,9 @@ class UringIOManager:
         for op in (state.reader, state.writer):
             if op is None or op.task is None:
                 continue
+            if op.keep is not _POLL:
+                state.ops.add(op)  # an operation: it stays parked (below)
+                continue
             task, op.task = op.task, None
             self._cancel_if_live(op)
             if task is this_task:
@@ -515,24 +554,44 @@ class UringIOManager:
         prep: Callable[..., None],
         *args: int,
         keep: object = None,
+        slot: int = 0,
     ) -> Operation:
         """Submit one operation and park until its final CQE.
 
         ``prep`` is a ``Ring.prep_*`` method, called as ``prep(user_data, fd,
         *args)``; ``keep`` is whatever the kernel may read or write until the
         final CQE (it stays referenced even if the task is cancelled).
+        ``slot`` (:data:`READER` / :data:`WRITER`) makes the op the fd's one
+        reader / writer, as ``wait_readable`` / ``wait_writable`` are.
         Returns the finished :class:`Operation` (``res`` >= 0, ``flags``).
+        If ``flags`` has ``IORING_CQE_F_BUFFER``, the caller owns that
+        provided buffer and must give it back (``buffers().take``).
 
         :raises trio.Cancelled: the kernel cancelled it: it had no effect.
         :raises trio.ClosedResourceError: ``notify_closing`` interrupted it.
+        :raises trio.BusyResourceError: another task already occupies ``slot``.
         :raises OSError: the operation failed (``errno`` from the CQE).
         """
         await checkpoint_if_cancelled()
+        state: _FdState | None = None
+        if fd >= 0:
+            state = self._fds.get(fd)
+            if state is None:
+                state = self._fds[fd] = _FdState()
+            if slot == READER and state.reader is not None:
+                raise trio.BusyResourceError("another task is already reading from this socket")
+            if slot == WRITER and state.writer is not None:
+                raise trio.BusyResourceError("another task is already writing to this socket")
         op = Operation(fd, current_task(), keep)
         user_data = self._register(op)
         prep(user_data, fd, *args)
-        if fd >= 0:
-            self._fd_state(fd).ops.add(op)
+        if state is not None:
+            if slot == READER:
+                state.reader = op
+            elif slot == WRITER:
+                state.writer = op
+            else:
+                state.ops.add(op)
 
         def abort(raise_cancel: RaiseCancelT) -> Abort:
             op.raise_cancel = raise_cancel
@@ -542,6 +601,8 @@ class UringIOManager:
         await wait_task_rescheduled(abort)
         res = op.res
         if res < 0:
+            if op.flags & _F_BUFFER and self._bufring is not None:
+                self._bufring.recycle(op.flags >> _BUFFER_SHIFT)
             err = -res
             if err in _INTERRUPTED:
                 if op.raise_cancel is not None:
@@ -559,20 +620,22 @@ class UringIOManager:
         *args: int,
         callback: Callable[[int, int], None],
         keep: object = None,
-    ) -> int:
+    ) -> Operation:
         """Start a multishot request whose every CQE goes to ``callback(res,
-        flags)``.  Returns its user_data (cancel it with :meth:`cancel`)."""
+        flags)`` (from inside ``process_events``).  Returns its
+        :class:`Operation`: ``op.user_data`` for :meth:`cancel`, and
+        ``op.closing``, set once ``notify_closing`` cancelled it."""
         op = Operation(fd, None, keep)
         op.callback = callback
         user_data = self._register(op)
         prep(user_data, fd, *args)
         if fd >= 0:
             self._fd_state(fd).ops.add(op)
-        return user_data
+        return op
 
     def cancel(self, user_data: int) -> None:
         """Ask the kernel to cancel a request started by :meth:`submit_multishot`."""
-        if user_data in self._ops:
+        if user_data in self._ops and not self._closed:
             self._cancel(user_data)
 
     # ---- teardown -------------------------------------------------------------------
@@ -598,6 +661,10 @@ class UringIOManager:
                     ResourceWarning(f"trio_uring: {len(self._ops)} io_uring requests did not finish before close"),
                     stacklevel=2,
                 )
+            if self._bufring is not None and not self._ops:
+                self._bufring.close()
+            elif self._bufring is not None:
+                _LEAKED.append(self._bufring)
             ring.close()
             self._wakeup.close()
 

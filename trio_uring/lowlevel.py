@@ -50,16 +50,19 @@ from __future__ import annotations
 
 import errno
 import math
+import operator
 import os
 import socket
-import struct
+from collections.abc import Iterable
 from typing import Any, Final, NoReturn, Protocol, overload
 
 import trio
 import trio.lowlevel
 
 from . import _kernel as k
+from . import _sockops
 from ._manager import UringIOManager
+from ._sockaddr import SOCKADDR_MAX, control_space, pack_sockaddr
 from ._support import UnsupportedError
 
 __all__ = [
@@ -69,7 +72,10 @@ __all__ = [
     "recv",
     "recv_into",
     "recvfrom",
+    "recvmsg",
+    "recvmsg_into",
     "send",
+    "sendmsg",
     "sendto",
     "shutdown",
     "sleep",
@@ -84,20 +90,6 @@ FileDescriptorLike = int | _HasFileno
 #: ``(host, port)``, ``(host, port, flowinfo, scope_id)``, or an AF_UNIX path.
 Address = str | bytes | os.PathLike[str] | os.PathLike[bytes] | tuple[Any, ...]
 
-# struct msghdr (x86_64, 56 bytes): msg_name, msg_namelen (+pad), msg_iov,
-# msg_iovlen, msg_control, msg_controllen, msg_flags (+pad).
-_MSGHDR: Final = struct.Struct("<QI4xQQQQi4x")
-# struct iovec: iov_base, iov_len
-_IOVEC: Final = struct.Struct("<QQ")
-_NAMELEN_OFFSET: Final = 8
-assert _MSGHDR.size == 56
-# sizeof(struct sockaddr_storage)
-_SOCKADDR_MAX: Final = 128
-# offsetof(struct sockaddr_un, sun_path) and sizeof(sun_path)
-_SUN_PATH_OFFSET: Final = 2
-_SUN_PATH_MAX: Final = 108
-# The kernel transfers at most MAX_RW_COUNT bytes per call; sqe.len is a u32.
-_MAX_LEN: Final = 0x7FFFF000
 # __kernel_timespec.tv_sec is s64; ktime saturates well below this.
 _MAX_SLEEP_SEC: Final = 1 << 62
 
@@ -147,10 +139,19 @@ def _fileno(sock: FileDescriptorLike) -> int:
 
 
 def _nbytes(nbytes: int, what: str) -> int:
-    n = int(nbytes)
+    n = operator.index(nbytes)  # TypeError for non-integers, as the stdlib
     if n < 0:
         raise ValueError(f"negative buffersize in {what}")
     return n
+
+
+def _pin_writable(buffer: Any, what: str) -> k.Buffer:
+    try:
+        return k.Buffer(buffer, writable=True)
+    except BufferError:
+        raise TypeError(
+            f"{what}() argument 1 must be read-write bytes-like object, not {type(buffer).__name__}"
+        ) from None
 
 
 def _family(sock: FileDescriptorLike, fd: int) -> int:
@@ -220,70 +221,16 @@ async def _resolve(sock: FileDescriptorLike, fd: int, family: int, address: Addr
     return normed
 
 
-def _pack_sockaddr(family: int, address: Address, buf: memoryview) -> int:
-    """Write ``address`` as a ``struct sockaddr_*`` into ``buf``; return its length."""
-    if family == socket.AF_UNIX:
-        assert isinstance(address, (str, bytes))
-        path = os.fsencode(address)
-        abstract = path[:1] == b"\0"
-        if len(path) > _SUN_PATH_MAX or (not abstract and len(path) >= _SUN_PATH_MAX):
-            raise OSError(errno.ENAMETOOLONG, "AF_UNIX path too long")
-        struct.pack_into("<H", buf, 0, socket.AF_UNIX)
-        buf[_SUN_PATH_OFFSET : _SUN_PATH_OFFSET + len(path)] = path
-        return _SUN_PATH_OFFSET + len(path)
-    assert isinstance(address, tuple)
-    host, port, *rest = address
-    if not isinstance(port, int):
-        raise TypeError(f"port must be an int, not {type(port).__name__!r}")
-    if not 0 <= port <= 0xFFFF:
-        raise OverflowError("port must be 0-65535.")
-    if family == socket.AF_INET:
-        struct.pack_into("<H", buf, 0, socket.AF_INET)
-        struct.pack_into(">H4s8x", buf, 2, port, socket.inet_pton(socket.AF_INET, host))
-        return 16
-    flowinfo = int(rest[0]) if rest else 0
-    scope_id = int(rest[1]) if len(rest) > 1 else 0
-    if not 0 <= flowinfo <= 0xFFFFF:
-        raise OverflowError("flowinfo must be 0-1048575.")
-    struct.pack_into("<H", buf, 0, socket.AF_INET6)
-    struct.pack_into(">HI16s", buf, 2, port, flowinfo, socket.inet_pton(socket.AF_INET6, host))
-    struct.pack_into("<I", buf, 24, scope_id)
-    return 28
-
-
-def _parse_sockaddr(buf: memoryview, length: int) -> Any:
-    """A ``struct sockaddr`` as the stdlib returns it (``None`` when empty)."""
-    if length <= 0:
-        return None
-    length = min(length, len(buf))
-    (family,) = struct.unpack_from("<H", buf, 0)
-    if family == socket.AF_INET and length >= 16:
-        (port,) = struct.unpack_from(">H", buf, 2)
-        return (socket.inet_ntop(socket.AF_INET, bytes(buf[4:8])), port)
-    if family == socket.AF_INET6 and length >= 24:
-        port, flowinfo = struct.unpack_from(">HI", buf, 2)
-        scope_id = struct.unpack_from("<I", buf, 24)[0] if length >= 28 else 0
-        return (socket.inet_ntop(socket.AF_INET6, bytes(buf[8:24])), port, flowinfo, scope_id)
-    if family == socket.AF_UNIX:
-        path = bytes(buf[_SUN_PATH_OFFSET:length])
-        if path[:1] == b"\0":
-            return path  # Linux abstract namespace
-        return os.fsdecode(path.split(b"\0", 1)[0])
-    return bytes(buf[:length])
-
-
-def _msghdr(mem: k.Memory, name_off: int, namelen: int, iov_off: int, data: k.Buffer, nbytes: int) -> None:
-    """Fill a msghdr at offset 0 of ``mem`` with one iovec at ``iov_off``."""
-    name = mem.address + name_off if namelen else 0
-    _MSGHDR.pack_into(mem.view, 0, name, namelen, mem.address + iov_off, 1, 0, 0, 0)
-    _IOVEC.pack_into(mem.view, iov_off, data.address, nbytes)
-
-
 # ---- receiving --------------------------------------------------------------------------
 
 
 async def recv(sock: FileDescriptorLike, nbytes: int, flags: int = 0) -> bytes:
-    """``sock.recv(nbytes, flags)`` as one IORING_OP_RECV."""
+    """``sock.recv(nbytes, flags)`` as one IORING_OP_RECV.
+
+    The data lands in a buffer the kernel picks from trio_uring's
+    provided-buffer ring when it arrives, so a task parked here holds no
+    buffer; one call returns at most 64 KiB.
+    """
     m = _manager("RECV")
     try:
         fd = _fileno(sock)
@@ -296,12 +243,7 @@ async def recv(sock: FileDescriptorLike, nbytes: int, flags: int = 0) -> bytes:
         # system call, and so do we.
         await trio.lowlevel.checkpoint()
         return b""
-    buf = bytearray(n)
-    pin = k.Buffer(buf, writable=True)
-    op = await m.perform(fd, m.ring.prep_recv, pin.address, min(n, _MAX_LEN), flags, keep=pin)
-    if op.res == n:
-        return bytes(buf)
-    return bytes(memoryview(buf)[: op.res])
+    return await _sockops.recv(m, fd, n, flags)
 
 
 async def recv_into(sock: FileDescriptorLike, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
@@ -313,12 +255,7 @@ async def recv_into(sock: FileDescriptorLike, buffer: Any, nbytes: int = 0, flag
     m = _manager("RECV")
     try:
         fd = _fileno(sock)
-        try:
-            pin = k.Buffer(buffer, writable=True)
-        except BufferError:
-            raise TypeError(
-                f"recv_into() argument 1 must be read-write bytes-like object, not {type(buffer).__name__}"
-            ) from None
+        pin = _pin_writable(buffer, "recv_into")
         n = _nbytes(nbytes, "recv_into")
         if n == 0:
             n = pin.length
@@ -330,14 +267,13 @@ async def recv_into(sock: FileDescriptorLike, buffer: Any, nbytes: int = 0, flag
         # As in recv(): io_uring's RECV of 0 bytes would wait for readability.
         await trio.lowlevel.checkpoint()
         return 0
-    op = await m.perform(fd, m.ring.prep_recv, pin.address, min(n, _MAX_LEN), flags, keep=pin)
-    return op.res
+    return await _sockops.recv_into(m, fd, pin, n, flags)
 
 
 async def recvfrom(sock: FileDescriptorLike, nbytes: int, flags: int = 0) -> tuple[bytes, Any]:
     """``sock.recvfrom(nbytes, flags)`` as one IORING_OP_RECVMSG.  The
     address is ``None`` when the kernel reports none (connected stream
-    sockets, unnamed AF_UNIX peers)."""
+    sockets)."""
     m = _manager("RECVMSG")
     try:
         fd = _fileno(sock)
@@ -345,16 +281,42 @@ async def recvfrom(sock: FileDescriptorLike, nbytes: int, flags: int = 0) -> tup
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     buf = bytearray(n)
-    pin = k.Buffer(buf, writable=True)
-    iov_off = _MSGHDR.size
-    name_off = iov_off + _IOVEC.size
-    # msghdr, iovec and the sockaddr the kernel writes (with msg_namelen).
-    mem = k.Memory(name_off + _SOCKADDR_MAX)
-    _msghdr(mem, name_off, _SOCKADDR_MAX, iov_off, pin, min(n, _MAX_LEN))
-    op = await m.perform(fd, m.ring.prep_recvmsg, mem.address, flags, keep=(mem, pin))
-    (namelen,) = struct.unpack_from("<I", mem.view, _NAMELEN_OFFSET)
-    address = _parse_sockaddr(mem.view[name_off:], namelen)
-    return bytes(memoryview(buf)[: op.res]), address
+    nread, _anc, _flags, address = await _sockops.recvmsg(m, fd, [k.Buffer(buf, writable=True)], 0, flags)
+    return bytes(memoryview(buf)[:nread]), address
+
+
+async def recvmsg(
+    sock: FileDescriptorLike, bufsize: int, ancbufsize: int = 0, flags: int = 0
+) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
+    """``sock.recvmsg(bufsize, ancbufsize, flags)`` as one IORING_OP_RECVMSG:
+    ``(data, ancdata, msg_flags, address)``.  File descriptors received with
+    ``SCM_RIGHTS`` belong to the caller (as with the stdlib, they are not
+    close-on-exec unless ``MSG_CMSG_CLOEXEC`` is passed)."""
+    m = _manager("RECVMSG")
+    try:
+        fd = _fileno(sock)
+        n = _nbytes(bufsize, "recvmsg")
+        anc = _nbytes(ancbufsize, "recvmsg")
+    except _BAD_INPUT as exc:
+        await _raise_at_checkpoint(exc)
+    buf = bytearray(n)
+    nread, ancdata, msg_flags, address = await _sockops.recvmsg(m, fd, [k.Buffer(buf, writable=True)], anc, flags)
+    return bytes(memoryview(buf)[:nread]), ancdata, msg_flags, address
+
+
+async def recvmsg_into(
+    sock: FileDescriptorLike, buffers: Iterable[Any], ancbufsize: int = 0, flags: int = 0
+) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
+    """``sock.recvmsg_into(buffers, ancbufsize, flags)`` as one
+    IORING_OP_RECVMSG scattering into ``buffers`` (pinned until the end)."""
+    m = _manager("RECVMSG")
+    try:
+        fd = _fileno(sock)
+        pins = [_pin_writable(b, "recvmsg_into") for b in buffers]
+        anc = _nbytes(ancbufsize, "recvmsg_into")
+    except _BAD_INPUT as exc:
+        await _raise_at_checkpoint(exc)
+    return await _sockops.recvmsg(m, fd, pins, anc, flags)
 
 
 async def accept(sock: FileDescriptorLike) -> tuple[int, Any]:
@@ -370,20 +332,7 @@ async def accept(sock: FileDescriptorLike) -> tuple[int, Any]:
         fd = _fileno(sock)
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
-    # sockaddr_storage, then the socklen_t the kernel reads and rewrites.
-    mem = k.Memory(_SOCKADDR_MAX + 4)
-    struct.pack_into("<I", mem.view, _SOCKADDR_MAX, _SOCKADDR_MAX)
-    op = await m.perform(
-        fd, m.ring.prep_accept, mem.address, mem.address + _SOCKADDR_MAX, socket.SOCK_CLOEXEC, keep=mem
-    )
-    new_fd = op.res
-    try:
-        (addrlen,) = struct.unpack_from("<I", mem.view, _SOCKADDR_MAX)
-        address = _parse_sockaddr(mem.view[:_SOCKADDR_MAX], addrlen)
-    except BaseException:
-        os.close(new_fd)
-        raise
-    return new_fd, address
+    return await _sockops.accept(m, fd)
 
 
 # ---- sending ----------------------------------------------------------------------------
@@ -398,8 +347,7 @@ async def send(sock: FileDescriptorLike, data: Any, flags: int = 0) -> int:
         pin = k.Buffer(data, writable=False)
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
-    op = await m.perform(fd, m.ring.prep_send, pin.address, min(pin.length, _MAX_LEN), flags, keep=pin)
-    return op.res
+    return await _sockops.send(m, fd, pin, flags)
 
 
 @overload
@@ -425,15 +373,49 @@ async def sendto(sock: FileDescriptorLike, data: Any, *args: Any) -> int:
         pin = k.Buffer(data, writable=False)
         family = _family(sock, fd)
         resolved = await _resolve(sock, fd, family, address)
-        iov_off = _MSGHDR.size
-        name_off = iov_off + _IOVEC.size
-        mem = k.Memory(name_off + _SOCKADDR_MAX)
-        namelen = _pack_sockaddr(family, resolved, mem.view[name_off:])
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
-    _msghdr(mem, name_off, namelen, iov_off, pin, min(pin.length, _MAX_LEN))
-    op = await m.perform(fd, m.ring.prep_sendmsg, mem.address, flags, keep=(mem, pin))
-    return op.res
+    return await _sendmsg(m, fd, [pin], (), flags, family, resolved)
+
+
+async def sendmsg(
+    sock: FileDescriptorLike,
+    buffers: Iterable[Any],
+    ancdata: Iterable[tuple[int, int, Any]] = (),
+    flags: int = 0,
+    address: Address | None = None,
+) -> int:
+    """``sock.sendmsg(buffers, ancdata, flags, address)`` as one
+    IORING_OP_SENDMSG: gathers ``buffers``, sends ancillary data (e.g.
+    ``SCM_RIGHTS``), to ``address`` if given."""
+    m = _manager("SENDMSG")
+    try:
+        fd = _fileno(sock)
+        pins = [k.Buffer(b, writable=False) for b in buffers]
+        family = _family(sock, fd)
+        resolved = None if address is None else await _resolve(sock, fd, family, address)
+    except _BAD_INPUT as exc:
+        await _raise_at_checkpoint(exc)
+    return await _sendmsg(m, fd, pins, ancdata, flags, family, resolved)
+
+
+async def _sendmsg(
+    m: UringIOManager,
+    fd: int,
+    pins: list[k.Buffer],
+    ancdata: Iterable[tuple[int, int, Any]],
+    flags: int,
+    family: int,
+    address: Any,
+) -> int:
+    try:
+        items, control_len = control_space(ancdata)
+        # the sockaddr is packed (and checked) before anything is submitted
+        if address is not None:
+            pack_sockaddr(family, address, memoryview(bytearray(SOCKADDR_MAX)))
+    except _BAD_INPUT as exc:
+        await _raise_at_checkpoint(exc)
+    return await _sockops.sendmsg(m, fd, pins, items, control_len, int(flags), family, address)
 
 
 # ---- connection management ---------------------------------------------------------------
@@ -451,11 +433,11 @@ async def connect(sock: FileDescriptorLike, address: Address) -> None:
         fd = _fileno(sock)
         family = _family(sock, fd)
         resolved = await _resolve(sock, fd, family, address)
-        mem = k.Memory(_SOCKADDR_MAX)
-        addrlen = _pack_sockaddr(family, resolved, mem.view)
+        mem = k.Memory(SOCKADDR_MAX)
+        addrlen = pack_sockaddr(family, resolved, mem.view)
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
-    await m.perform(fd, m.ring.prep_connect, mem.address, addrlen, keep=mem)
+    await _sockops.connect(m, fd, mem, addrlen)
 
 
 async def shutdown(sock: FileDescriptorLike, how: int) -> None:

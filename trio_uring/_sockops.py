@@ -1,0 +1,113 @@
+"""The socket operations themselves: one SQE each, through ``perform``.
+
+Arguments arrive checked and resolved: :mod:`.lowlevel` (the public
+functions on fds) and :mod:`.socket` (trio's socket methods) do that, each
+the way its callers expect, and both end up here.
+
+Every operation takes the fd's reader or writer slot, as trio's own socket
+methods do by waiting for readability / writability: a second task
+receiving on the same socket while one waits gets ``BusyResourceError``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Iterable
+from typing import Any, Final
+
+from . import _kernel as k
+from ._manager import READER, WRITER, UringIOManager
+from ._sockaddr import MAX_LEN, SOCKADDR_MAX, MsgMemory, parse_sockaddr
+
+__all__ = ["accept", "connect", "recv", "recv_into", "recvmsg", "send", "sendmsg"]
+
+_F_BUFFER: Final = k.IORING_CQE_F_BUFFER
+_BUFFER_SHIFT: Final = k.IORING_CQE_BUFFER_SHIFT
+
+
+async def recv(m: UringIOManager, fd: int, nbytes: int, flags: int) -> bytes:
+    """RECV of up to ``nbytes`` (> 0) into a provided buffer: while the task
+    waits, no memory is set aside for it (see :mod:`._bufring`)."""
+    bufs = m.buffers()
+    try:
+        op = await m.perform(fd, m.ring.prep_recv_select, min(nbytes, bufs.buf_size), flags, 0, keep=None, slot=READER)
+    except OSError as exc:
+        if exc.errno != errno.ENOBUFS:
+            raise
+        # Every provided buffer is holding data not yet copied out: nothing
+        # was received, so receive into a buffer of our own instead.
+        buf = bytearray(nbytes)
+        n = await recv_into(m, fd, k.Buffer(buf, writable=True), nbytes, flags)
+        return bytes(memoryview(buf)[:n])
+    if op.flags & _F_BUFFER:
+        return bufs.take(op.flags >> _BUFFER_SHIFT, op.res)
+    return b""
+
+
+async def recv_into(m: UringIOManager, fd: int, pin: k.Buffer, nbytes: int, flags: int) -> int:
+    """RECV into the caller's (pinned) buffer."""
+    op = await m.perform(fd, m.ring.prep_recv, pin.address, min(nbytes, MAX_LEN), flags, keep=pin, slot=READER)
+    return op.res
+
+
+async def recvmsg(
+    m: UringIOManager, fd: int, pins: list[k.Buffer], ancbufsize: int, flags: int
+) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
+    """RECVMSG scattering into ``pins``: ``(nbytes, ancdata, msg_flags,
+    address)`` as ``socket.recvmsg_into`` returns them."""
+    msg = MsgMemory(pins, ancbufsize)
+    op = await m.perform(fd, m.ring.prep_recvmsg, msg.address, flags, keep=msg, slot=READER)
+    return op.res, msg.result_ancillary(), msg.result_flags(), msg.result_address()
+
+
+async def send(m: UringIOManager, fd: int, pin: k.Buffer, flags: int) -> int:
+    """SEND from the caller's (pinned) buffer; returns the count sent."""
+    op = await m.perform(fd, m.ring.prep_send, pin.address, min(pin.length, MAX_LEN), flags, keep=pin, slot=WRITER)
+    return op.res
+
+
+async def sendmsg(
+    m: UringIOManager,
+    fd: int,
+    pins: list[k.Buffer],
+    ancdata: Iterable[tuple[int, int, Any]],
+    control_len: int,
+    flags: int,
+    family: int,
+    address: Any,
+) -> int:
+    """SENDMSG gathering from ``pins``, with ancillary data and an optional
+    (resolved) destination."""
+    msg = MsgMemory(pins, control_len)
+    msg.set_name(family, address)
+    if control_len:
+        msg.set_control(ancdata)
+    op = await m.perform(fd, m.ring.prep_sendmsg, msg.address, flags, keep=msg, slot=WRITER)
+    return op.res
+
+
+async def accept(m: UringIOManager, fd: int) -> tuple[int, Any]:
+    """One ACCEPT: ``(new fd, peer address)``; the fd is close-on-exec and
+    owned by the caller, even if the task was cancelled meanwhile."""
+    # sockaddr_storage, then the socklen_t the kernel reads and rewrites.
+    mem = k.Memory(SOCKADDR_MAX + 4)
+    mem.view[SOCKADDR_MAX : SOCKADDR_MAX + 4] = SOCKADDR_MAX.to_bytes(4, "little")
+    op = await m.perform(
+        fd, m.ring.prep_accept, mem.address, mem.address + SOCKADDR_MAX, socket.SOCK_CLOEXEC, keep=mem, slot=READER
+    )
+    new_fd = op.res
+    try:
+        addrlen = int.from_bytes(mem.view[SOCKADDR_MAX : SOCKADDR_MAX + 4], "little")
+        address = parse_sockaddr(mem.view[:SOCKADDR_MAX], addrlen)
+    except BaseException:
+        os.close(new_fd)
+        raise
+    return new_fd, address
+
+
+async def connect(m: UringIOManager, fd: int, sockaddr: k.Memory, addrlen: int) -> None:
+    """CONNECT to the packed sockaddr.  Cancelled in flight, the attempt has
+    begun anyway: the socket's state is indeterminate."""
+    await m.perform(fd, m.ring.prep_connect, sockaddr.address, addrlen, keep=sockaddr, slot=WRITER)

@@ -1,0 +1,489 @@
+"""trio's socket class, with its I/O submitted to io_uring.
+
+Which sockets
+-------------
+
+trio makes every socket object in one place: ``trio._socket._SocketType``
+(``trio.socket.socket``, ``socketpair``, ``fromfd``, ``from_stdlib_socket``
+-- which anyio uses for its listeners -- ``accept`` and ``dup`` all construct
+it).  While trio_uring is installed, that name is :class:`UringSocket`, a
+subclass, so ``trio.open_tcp_stream``, ``trio.serve_tcp``,
+``trio.SocketStream``, ``trio.open_unix_socket`` and anyio on trio all get
+one.  Methods that do no I/O are trio's own, unchanged.
+
+What each I/O method does
+-------------------------
+
+Inside a run on io_uring, each method is one SQE through
+``UringIOManager.perform`` (see :mod:`._sockops`): ``recv`` is a RECV into a
+provided buffer, ``recv_into`` a RECV into the caller's buffer, the
+``recvfrom``/``recvmsg`` family RECVMSG, ``send`` SEND, ``sendto``/``sendmsg``
+SENDMSG, ``connect`` CONNECT, and ``accept`` takes connections from a
+multishot ACCEPT (below).  The task parks once per operation, and trio's
+cancellation follows the table in ``_manager.py``: ``Cancelled`` means the
+operation did not happen; an operation that completed first is delivered.
+
+Anything the io_uring path would answer differently from trio goes to
+trio's own method instead, so errors and edge cases are trio's exactly:
+arguments that are not plain (a non-int size, a buffer that cannot be
+pinned, flags such as ``MSG_WAITALL`` or ``MSG_ERRQUEUE`` whose io_uring
+semantics differ), a closed socket, a run on trio's own backend, and a
+``_sock`` that is not a plain ``socket.socket``.  ``MSG_DONTWAIT`` is
+dropped: trio's methods wait anyway.
+
+accept
+------
+
+The first ``accept()`` on a listener starts a multishot ACCEPT: from then on
+the kernel accepts connections as they arrive, one CQE each, and keeps the
+request armed.  Connections no ``accept()`` is waiting for are kept in order
+for the next call; a cancelled ``accept()`` therefore loses nothing (the
+connection waits, as it would in the kernel's backlog).  At 16 waiting
+connections the request is cancelled, leaving further ones in the backlog,
+and re-armed when the queue is empty.  An error (EMFILE, ...) ends the
+request and is raised by the waiting (or next) ``accept()``; the next call
+re-arms.  Closing the listener closes the connections still queued.  The
+multishot request reports no peer address, so ``accept()`` asks
+``getpeername()`` (``None`` if the peer already reset the connection).
+
+Closing
+-------
+
+``close()`` and leaving a ``with`` block both call
+:func:`trio.lowlevel.notify_closing` before closing the fd: an io_uring
+request holds its own reference to the file, so without cancelling them
+the socket would stay open in the kernel (trio's ``__exit__`` skips
+``notify_closing``; here it does not).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket as _stdlib_socket
+import threading
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+import outcome
+import trio
+import trio._core._run as _trio_run
+import trio._socket as _trio_socket
+from trio.lowlevel import (
+    Abort,
+    Task,
+    cancel_shielded_checkpoint,
+    checkpoint_if_cancelled,
+    current_task,
+    reschedule,
+    wait_task_rescheduled,
+)
+
+from . import _kernel as k
+from . import _sockops
+from ._manager import Operation, UringIOManager
+from ._sockaddr import SOCKADDR_MAX, control_space, pack_sockaddr
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from trio.lowlevel import RaiseCancelT
+
+__all__ = ["UringSocket"]
+
+_TrioSocketType: Final = _trio_socket._SocketType
+_PLAIN_SOCKET: Final = _stdlib_socket.socket
+_DONTWAIT: Final = _stdlib_socket.MSG_DONTWAIT
+# Flags whose io_uring behaviour is the syscall's; any other flag goes to
+# trio's method.  (MSG_WAITALL would make io_uring retry short transfers and
+# lose the partial count if cancelled; MSG_ERRQUEUE waits for POLLERR.)
+_RECV_FLAGS: Final = (
+    _stdlib_socket.MSG_PEEK
+    | _stdlib_socket.MSG_OOB
+    | _stdlib_socket.MSG_TRUNC
+    | _stdlib_socket.MSG_CMSG_CLOEXEC
+    | _DONTWAIT
+)
+_SEND_FLAGS: Final = (
+    _stdlib_socket.MSG_OOB
+    | _stdlib_socket.MSG_DONTROUTE
+    | _stdlib_socket.MSG_MORE
+    | _stdlib_socket.MSG_NOSIGNAL
+    | _stdlib_socket.MSG_EOR
+    | _stdlib_socket.MSG_CONFIRM
+    | _DONTWAIT
+)
+_INET: Final = (_stdlib_socket.AF_INET, _stdlib_socket.AF_INET6)
+_F_MORE: Final = k.IORING_CQE_F_MORE
+#: Accepted connections queued (no accept() waiting) before the multishot
+#: ACCEPT is cancelled, leaving further ones in the kernel's backlog.
+ACCEPT_QUEUE_LIMIT: Final = 16
+
+
+def _plain_int(value: object) -> bool:
+    return type(value) is int and value >= 0
+
+
+class _Acceptor:
+    """A listener's multishot ACCEPT and the connections it accepted that no
+    ``accept()`` has taken yet."""
+
+    __slots__ = ("cancelled", "closed", "error", "fd", "m", "op", "ready", "waiter")
+
+    def __init__(self, m: UringIOManager, fd: int, ready: deque[int] | None = None) -> None:
+        self.m = m
+        self.fd = fd
+        self.ready: deque[int] = ready if ready is not None else deque()
+        self.error: BaseException | None = None
+        self.waiter: Task | None = None
+        #: the armed request, until its final CQE
+        self.op: Operation | None = None
+        #: we asked the kernel to cancel ``op`` (queue full)
+        self.cancelled = False
+        self.closed = False
+
+    def arm(self) -> None:
+        self.cancelled = False
+        self.op = self.m.submit_multishot(
+            self.fd, self.m.ring.prep_accept_multishot, _stdlib_socket.SOCK_CLOEXEC, callback=self.on_cqe
+        )
+
+    def on_cqe(self, res: int, flags: int) -> None:
+        """Called from ``process_events`` with each of the request's CQEs."""
+        if res >= 0:
+            if self.closed:
+                os.close(res)
+            elif self.waiter is not None:
+                reschedule(self.waiter, outcome.Value(res))
+                self.waiter = None
+            else:
+                self.ready.append(res)
+                op = self.op
+                if len(self.ready) >= ACCEPT_QUEUE_LIMIT and flags & _F_MORE and op is not None and not self.cancelled:
+                    self.cancelled = True
+                    self.m.cancel(op.user_data)
+        if flags & _F_MORE:
+            return
+        # The request is over.
+        closing = self.op is not None and self.op.closing
+        self.op = None
+        self.cancelled = False
+        if res < 0:
+            err = -res
+            exc: BaseException | None
+            if closing or self.closed:
+                exc = trio.ClosedResourceError("another task closed this socket")
+            elif err in k.INTERRUPTED:
+                exc = None  # we cancelled it (queue full, or the run is ending)
+            else:
+                exc = OSError(err, os.strerror(err))
+            if exc is not None:
+                if self.waiter is not None:
+                    reschedule(self.waiter, outcome.Error(exc))
+                    self.waiter = None
+                elif not self.closed:
+                    self.error = exc
+        if self.waiter is not None and not self.closed:
+            self.arm()
+
+    def discard(self) -> None:
+        """The listener is closing: close every queued connection."""
+        self.closed = True
+        while self.ready:
+            os.close(self.ready.popleft())
+
+
+class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
+    """A :class:`trio.socket.SocketType` whose I/O goes through io_uring
+    inside a trio_uring run (and through trio's own code elsewhere)."""
+
+    _acceptor: _Acceptor | None = None
+
+    def _uring(self) -> UringIOManager | None:
+        """The current run's manager, if this call should use io_uring."""
+        try:
+            m: object = _trio_run.GLOBAL_RUN_CONTEXT.runner.io_manager
+        except AttributeError:
+            return None
+        if type(m) is UringIOManager and m.socket_ops and type(self._sock) is _PLAIN_SOCKET:
+            return m
+        return None
+
+    # ---- closing ------------------------------------------------------------------
+
+    def close(self) -> None:
+        acceptor = self._acceptor
+        super().close()
+        if acceptor is not None:
+            acceptor.discard()
+
+    def detach(self) -> int:
+        acceptor = self._acceptor
+        if acceptor is not None:
+            if acceptor.op is not None:
+                acceptor.m.cancel(acceptor.op.user_data)
+            acceptor.discard()
+        return int(super().detach())
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._uring() is not None:
+            self.close()
+            return
+        super().__exit__(exc_type, exc_value, traceback)
+
+    # ---- accept / connect --------------------------------------------------------------
+
+    async def accept(self) -> tuple[trio.socket.SocketType, Any]:
+        """Like :meth:`socket.socket.accept`, but async (multishot ACCEPT)."""
+        m = self._uring()
+        fd = self._sock.fileno()
+        if m is None or fd < 0:
+            return await super().accept()  # type: ignore[no-any-return]
+        acceptor = self._acceptor
+        if acceptor is None or acceptor.m is not m:
+            # First accept, or the first of a new run (queued fds carry over).
+            acceptor = self._acceptor = _Acceptor(m, fd, acceptor.ready if acceptor else None)
+        await checkpoint_if_cancelled()
+        if acceptor.error is not None:
+            exc, acceptor.error = acceptor.error, None
+            await cancel_shielded_checkpoint()
+            raise exc
+        if acceptor.ready:
+            new_fd = acceptor.ready.popleft()
+            # Shielded: from here on the connection is the caller's.
+            await cancel_shielded_checkpoint()
+        else:
+            if acceptor.waiter is not None:
+                raise trio.BusyResourceError("another task is already accepting on this socket")
+            if acceptor.op is None:
+                acceptor.arm()
+            acceptor.waiter = current_task()
+
+            def abort(_: RaiseCancelT) -> Abort:
+                # Nothing is lost: a connection accepted later is queued.
+                acceptor.waiter = None
+                return Abort.SUCCEEDED
+
+            new_fd = await wait_task_rescheduled(abort)
+        return self._adopt(new_fd)
+
+    def _adopt(self, fd: int) -> tuple[trio.socket.SocketType, Any]:
+        try:
+            sock = _stdlib_socket.socket(self.family, self.type, self.proto, fileno=fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            address = sock.getpeername()
+        except OSError:
+            address = "" if self.family == _stdlib_socket.AF_UNIX else None
+        return UringSocket(sock), address
+
+    async def connect(self, address: Any) -> None:
+        m = self._uring()
+        if m is None:
+            return await super().connect(address)  # type: ignore[no-any-return]
+        try:
+            resolved = await self._resolve_address_nocp(address, local=False)
+            mem = k.Memory(SOCKADDR_MAX)
+            fd = self._sock.fileno()
+            try:
+                if fd < 0:
+                    raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+                addrlen = pack_sockaddr(self.family, resolved, mem.view)
+            except (TypeError, ValueError, OverflowError, OSError):
+                return await super().connect(resolved)  # type: ignore[no-any-return]
+            await _sockops.connect(m, fd, mem, addrlen)
+        except trio.Cancelled:
+            # As trio: a connect cannot really be cancelled, and the socket
+            # is in an indeterminate state; close it.
+            self.close()
+            raise
+        except OSError as exc:
+            if self.family in _INET and self.type == _stdlib_socket.SOCK_STREAM and exc.errno is not None:
+                # trio's wording, for the errors a TCP connect reports once
+                # under way
+                raise OSError(exc.errno, f"Error connecting to {resolved!r}: {os.strerror(exc.errno)}") from None
+            raise
+
+    # ---- receiving ---------------------------------------------------------------------
+
+    async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
+        m = self._uring()
+        fd = self._sock.fileno()
+        if (
+            m is None
+            or fd < 0
+            or not _plain_int(buflen)
+            or buflen == 0
+            or not _plain_int(flags)
+            or flags & ~_RECV_FLAGS
+        ):
+            return await super().recv(buflen, flags)  # type: ignore[no-any-return]
+        return await _sockops.recv(m, fd, buflen, flags & ~_DONTWAIT)
+
+    async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        m = self._uring()
+        fd = self._sock.fileno()
+        if m is not None and fd >= 0 and _plain_int(nbytes) and _plain_int(flags) and not flags & ~_RECV_FLAGS:
+            try:
+                pin = k.Buffer(buffer, writable=True)
+            except (TypeError, BufferError):
+                pass
+            else:
+                n = nbytes or pin.length
+                if 0 < n <= pin.length:
+                    return await _sockops.recv_into(m, fd, pin, n, flags & ~_DONTWAIT)
+        return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+
+    async def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
+        m = self._uring()
+        fd = self._sock.fileno()
+        if (
+            m is None
+            or fd < 0
+            or not _plain_int(bufsize)
+            or not bufsize
+            or not _plain_int(flags)
+            or flags & ~_RECV_FLAGS
+        ):
+            return await super().recvfrom(bufsize, flags)  # type: ignore[no-any-return]
+        buf = bytearray(bufsize)
+        n, _anc, _flags, address = await _sockops.recvmsg(m, fd, [k.Buffer(buf, writable=True)], 0, flags & ~_DONTWAIT)
+        return bytes(memoryview(buf)[:n]), address
+
+    async def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
+        m = self._uring()
+        fd = self._sock.fileno()
+        if m is not None and fd >= 0 and _plain_int(nbytes) and _plain_int(flags) and not flags & ~_RECV_FLAGS:
+            try:
+                pin = k.Buffer(buffer, writable=True)
+            except (TypeError, BufferError):
+                pass
+            else:
+                n = nbytes or pin.length
+                if 0 < n <= pin.length:
+                    if n < pin.length:
+                        pin = k.Buffer(memoryview(buffer).cast("B")[:n], writable=True)
+                    nread, _anc, _flags, address = await _sockops.recvmsg(m, fd, [pin], 0, flags & ~_DONTWAIT)
+                    return nread, address
+        return await super().recvfrom_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+
+    async def recvmsg(
+        self, bufsize: int, ancbufsize: int = 0, flags: int = 0, /
+    ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
+        m = self._uring()
+        fd = self._sock.fileno()
+        if (
+            m is None
+            or fd < 0
+            or not _plain_int(bufsize)
+            or not bufsize
+            or not _plain_int(ancbufsize)
+            or not _plain_int(flags)
+            or flags & ~_RECV_FLAGS
+        ):
+            return await super().recvmsg(bufsize, ancbufsize, flags)  # type: ignore[no-any-return]
+        buf = bytearray(bufsize)
+        n, ancdata, msg_flags, address = await _sockops.recvmsg(
+            m, fd, [k.Buffer(buf, writable=True)], ancbufsize, flags & ~_DONTWAIT
+        )
+        return bytes(memoryview(buf)[:n]), ancdata, msg_flags, address
+
+    async def recvmsg_into(
+        self, buffers: Iterable[Any], ancbufsize: int = 0, flags: int = 0, /
+    ) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
+        m = self._uring()
+        fd = self._sock.fileno()
+        if m is not None and fd >= 0 and _plain_int(ancbufsize) and _plain_int(flags) and not flags & ~_RECV_FLAGS:
+            try:
+                buffers = list(buffers)
+                pins = [k.Buffer(b, writable=True) for b in buffers]
+            except (TypeError, BufferError):
+                pass
+            else:
+                return await _sockops.recvmsg(m, fd, pins, ancbufsize, flags & ~_DONTWAIT)
+        return await super().recvmsg_into(buffers, ancbufsize, flags)  # type: ignore[no-any-return]
+
+    # ---- sending ------------------------------------------------------------------------
+
+    async def send(self, data: Any, flags: int = 0, /) -> int:
+        m = self._uring()
+        fd = self._sock.fileno()
+        if m is not None and fd >= 0 and _plain_int(flags) and not flags & ~_SEND_FLAGS:
+            try:
+                pin = k.Buffer(data, writable=False)
+            except (TypeError, BufferError):
+                pass
+            else:
+                return await _sockops.send(m, fd, pin, flags & ~_DONTWAIT)
+        return await super().send(data, flags)  # type: ignore[no-any-return]
+
+    async def sendto(self, *args: Any) -> int:
+        m = self._uring()
+        fd = self._sock.fileno()
+        if m is None or fd < 0 or len(args) not in (2, 3):
+            return await super().sendto(*args)  # type: ignore[no-any-return]
+        data, flags = args[0], (args[1] if len(args) == 3 else 0)
+        resolved = await self._resolve_address_nocp(args[-1], local=False)
+        if _plain_int(flags) and not flags & ~_SEND_FLAGS:
+            try:
+                pin = k.Buffer(data, writable=False)
+                pack_sockaddr(self.family, resolved, memoryview(bytearray(SOCKADDR_MAX)))
+            except (TypeError, ValueError, OverflowError, BufferError, OSError):
+                pass
+            else:
+                return await _sockops.sendmsg(m, fd, [pin], (), 0, flags & ~_DONTWAIT, self.family, resolved)
+        return await super().sendto(*args[:-1], resolved)  # type: ignore[no-any-return]
+
+    async def sendmsg(
+        self,
+        buffers: Iterable[Any],
+        ancdata: Iterable[tuple[int, int, Any]] = (),
+        flags: int = 0,
+        address: Any = None,
+        /,
+    ) -> int:
+        m = self._uring()
+        fd = self._sock.fileno()
+        if m is None or fd < 0:
+            return await super().sendmsg(buffers, ancdata, flags, address)  # type: ignore[no-any-return]
+        if address is not None:
+            address = await self._resolve_address_nocp(address, local=False)
+        if _plain_int(flags) and not flags & ~_SEND_FLAGS:
+            try:
+                buffers = list(buffers)
+                ancdata = list(ancdata)
+                pins = [k.Buffer(b, writable=False) for b in buffers]
+                items, control_len = control_space(ancdata)
+                if address is not None:
+                    pack_sockaddr(self.family, address, memoryview(bytearray(SOCKADDR_MAX)))
+            except (TypeError, ValueError, OverflowError, BufferError, OSError):
+                pass
+            else:
+                return await _sockops.sendmsg(m, fd, pins, items, control_len, flags & ~_DONTWAIT, self.family, address)
+        return await super().sendmsg(buffers, ancdata, flags, address)  # type: ignore[no-any-return]
+
+
+# ---- making trio construct UringSocket ---------------------------------------------------
+
+_patch_lock = threading.Lock()
+
+
+def patch_trio() -> None:
+    """Make trio construct :class:`UringSocket` for every new socket."""
+    with _patch_lock:
+        _trio_socket._SocketType = UringSocket  # type: ignore[misc]
+
+
+def unpatch_trio() -> None:
+    """Give trio back its own socket class (for sockets made from now on)."""
+    with _patch_lock:
+        if _trio_socket._SocketType is UringSocket:
+            _trio_socket._SocketType = _TrioSocketType  # type: ignore[misc]
