@@ -396,6 +396,20 @@ class Ring:
     def prep_recv(self, user_data: int, fd: int, addr: int, nbytes: int, flags: int = 0) -> None:
         self.prep(k.IORING_OP.RECV, user_data, fd, addr, nbytes, 0, flags)
 
+    def prep_recv_select(self, user_data: int, fd: int, nbytes: int, flags: int, buf_group: int) -> None:
+        """RECV of at most ``nbytes`` into a buffer the kernel picks from the
+        provided-buffer group ``buf_group`` when data arrives
+        (``IOSQE_BUFFER_SELECT``; the CQE names it, see :mod:`._bufring`)."""
+        self.prep(
+            k.IORING_OP.RECV, user_data, fd, 0, nbytes, 0, flags, sqe_flags=k.IOSQE_BUFFER_SELECT, buf_index=buf_group
+        )
+
+    def prep_accept_multishot(self, user_data: int, fd: int, flags: int = 0) -> None:
+        """ACCEPT with ``IORING_ACCEPT_MULTISHOT`` (5.19): one CQE per accepted
+        connection (``res`` = the new fd) while ``IORING_CQE_F_MORE`` is set;
+        no peer address is reported, so addr/addrlen stay 0."""
+        self.prep(k.IORING_OP.ACCEPT, user_data, fd, 0, 0, 0, flags, ioprio=k.IORING_ACCEPT_MULTISHOT)
+
     def prep_send(self, user_data: int, fd: int, addr: int, nbytes: int, flags: int = 0) -> None:
         self.prep(k.IORING_OP.SEND, user_data, fd, addr, nbytes, 0, flags)
 
