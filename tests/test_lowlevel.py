@@ -11,9 +11,8 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -23,78 +22,7 @@ import trio.testing
 import trio_uring
 from trio_uring import lowlevel as ll
 
-
-def run(fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
-    return trio_uring.run(fn, *args, **kwargs)
-
-
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def ops_submitted() -> dict[str, int]:
-    stats = trio.lowlevel.current_statistics().io_statistics
-    assert isinstance(stats, trio_uring.UringStatistics)
-    return dict(stats.ops_submitted)
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    with a, b:
-        yield a, b
-
-
-def tcp_pair() -> tuple[socket.socket, socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        c = socket.create_connection(listener.getsockname())
-        s, _ = listener.accept()
-    return c, s
-
-
-def fill(sock: socket.socket) -> bytes:
-    """Fill ``sock``'s send path until it would block; return what was sent."""
-    sock.setblocking(False)
-    sent = bytearray()
-    chunk = bytes(range(256)) * 64
-    try:
-        while True:
-            sent += chunk[: sock.send(chunk)]
-    except BlockingIOError:
-        pass
-    sock.setblocking(True)
-    return bytes(sent)
-
-
-def drain(sock: socket.socket, n: int) -> bytes:
-    got = bytearray()
-    sock.settimeout(5)
-    while len(got) < n:
-        chunk = sock.recv(n - len(got))
-        assert chunk
-        got += chunk
-    return bytes(got)
-
-
-def nothing_pending(sock: socket.socket) -> bool:
-    sock.setblocking(False)
-    try:
-        sock.recv(1, socket.MSG_PEEK)
-    except BlockingIOError:
-        return True
-    finally:
-        sock.setblocking(True)
-    return False
-
-
-def ipv6_available() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
+from .helpers import drain, fd_count, fill, ipv6_available, nothing_pending, ops_submitted, run, tcp_pair
 
 # ---- normal paths ----------------------------------------------------------------------
 
