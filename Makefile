@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+BENCH_STAMP := $(VENV)/.installed-bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test unit conformance lint typecheck clean
+.PHONY: demo test unit conformance lint typecheck clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +15,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# the benchmarks' extras (uvloop, h11, matplotlib) on top of the test venv
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
 
 ## make demo: the support report, then an echo server and client on io_uring
 demo: $(STAMP)
@@ -35,6 +41,15 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict trio_uring
+
+## make bench: stock trio vs trio_uring side by side (docs/benchmarks.md): a table,
+## benchmarks/results/latest.json and docs/_static/benchmarks.png
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/run.py
+
+## make bench-quick: the same harness in a tiny configuration (a smoke run; numbers mean nothing)
+bench-quick: $(BENCH_STAMP)
+	$(PY) benchmarks/run.py --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info
