@@ -17,6 +17,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("echo.py", ["--connections", "4", "--messages", "50"], "every byte checked"),
         ("pipe_cancel.py", ["--bytes", "65536", "--seed", "1"], "arrived intact"),
         ("lowlevel_sockets.py", [], "cancelled while in flight: True"),
+        ("cancel_storm.py", ["--connections", "4", "--seconds", "0.5"], "every byte checked"),
     ],
 )
 def test_example_runs(script: str, args: list[str], expect: str) -> None:
