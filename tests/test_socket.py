@@ -23,6 +23,7 @@ import trio
 import trio.lowlevel
 import trio.testing
 
+import trio_uring
 from trio_uring import lowlevel as ll
 from trio_uring.socket import ACCEPT_QUEUE_LIMIT, UringSocket
 
@@ -800,3 +801,28 @@ def test_lowlevel_sendmsg_recvmsg_with_ancillary_data() -> None:
             assert flags & socket.MSG_CTRUNC
 
     run(main)
+
+
+def test_anyio_streams_on_trio_move_bytes_through_io_uring() -> None:
+    anyio = pytest.importorskip("anyio")
+
+    async def main() -> dict[str, int]:
+        async def serve(stream: object) -> None:
+            async with stream:  # type: ignore[attr-defined]
+                data = await stream.receive()  # type: ignore[attr-defined]
+                await stream.send(data.upper())  # type: ignore[attr-defined]
+
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, serve)
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                await stream.send(b"anyio on io_uring")
+                assert await stream.receive() == b"ANYIO ON IO_URING"
+            tg.cancel_scope.cancel()
+        return ops_submitted()
+
+    with trio_uring.installed():
+        ops = anyio.run(main, backend="trio")
+    for name in ("RECV", "SEND", "ACCEPT", "CONNECT"):
+        assert ops.get(name, 0) >= 1, (name, ops)
