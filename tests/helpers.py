@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -79,3 +81,11 @@ def ipv6_available() -> bool:
     except OSError:
         return False
     return True
+
+
+def run_child(code: str, timeout: float = 60) -> str:
+    """Run ``code`` in a fresh Python (for limits a test must not set on
+    itself); return its stdout, failing with its stderr if it fails."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout

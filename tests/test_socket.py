@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import socket
-import subprocess
 import sys
 import textwrap
 from functools import partial
@@ -27,7 +26,7 @@ import trio_uring
 from trio_uring import lowlevel as ll
 from trio_uring.socket import ACCEPT_QUEUE_LIMIT, UringSocket
 
-from .helpers import STRESS, fd_count, ipv6_available, ops_submitted, run
+from .helpers import STRESS, fd_count, ipv6_available, ops_submitted, run, run_child
 
 
 async def tcp_stream_pair(family: int = socket.AF_INET) -> tuple[trio.SocketStream, trio.SocketStream]:
@@ -536,9 +535,7 @@ def test_emfile_on_accept_and_recovery() -> None:
         trio_uring.run(main)
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("OK")
+    assert run_child(code).startswith("OK")
 
 
 def test_serve_listeners_backs_off_on_emfile_and_recovers() -> None:
@@ -571,9 +568,7 @@ def test_serve_listeners_backs_off_on_emfile_and_recovers() -> None:
         trio_uring.run(main)
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("OK")
+    assert run_child(code).startswith("OK")
 
 
 def test_two_tasks_receiving_on_one_socket_is_busy() -> None:

@@ -314,133 +314,91 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
 
     # ---- receiving ---------------------------------------------------------------------
 
-    async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
+    def _target(self, flags: object, allowed: int) -> tuple[UringIOManager, int] | None:
+        """``(manager, fd)`` if this call goes to io_uring with these flags."""
         m = self._uring()
+        if m is None or not _plain_int(flags) or flags & ~allowed:  # type: ignore[operator]
+            return None
         fd = self._sock.fileno()
-        if (
-            m is None
-            or fd < 0
-            or not _plain_int(buflen)
-            or buflen == 0
-            or not _plain_int(flags)
-            or flags & ~_RECV_FLAGS
-        ):
+        return (m, fd) if fd >= 0 else None
+
+    async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
+        target = self._target(flags, _RECV_FLAGS)
+        if target is None or not _plain_int(buflen) or not buflen:
             return await super().recv(buflen, flags)  # type: ignore[no-any-return]
-        return await _sockops.recv(m, fd, buflen, flags & ~_DONTWAIT)
+        return await _sockops.recv(*target, buflen, flags & ~_DONTWAIT)
 
     async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        m = self._uring()
-        fd = self._sock.fileno()
-        if m is not None and fd >= 0 and _plain_int(nbytes) and _plain_int(flags) and not flags & ~_RECV_FLAGS:
-            try:
-                pin = k.Buffer(buffer, writable=True)
-            except (TypeError, BufferError):
-                pass
-            else:
-                n = nbytes or pin.length
-                if 0 < n <= pin.length:
-                    return await _sockops.recv_into(m, fd, pin, n, flags & ~_DONTWAIT)
-        return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+        target = self._target(flags, _RECV_FLAGS)
+        pin = None if target is None else _pin_into(buffer, nbytes)
+        if target is None or pin is None:
+            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+        return await _sockops.recv_into(*target, pin, pin.length, flags & ~_DONTWAIT)
 
     async def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
-        m = self._uring()
-        fd = self._sock.fileno()
-        if (
-            m is None
-            or fd < 0
-            or not _plain_int(bufsize)
-            or not bufsize
-            or not _plain_int(flags)
-            or flags & ~_RECV_FLAGS
-        ):
-            return await super().recvfrom(bufsize, flags)  # type: ignore[no-any-return]
-        buf = bytearray(bufsize)
-        n, _anc, _flags, address = await _sockops.recvmsg(m, fd, [k.Buffer(buf, writable=True)], 0, flags & ~_DONTWAIT)
-        return bytes(memoryview(buf)[:n]), address
+        data, _anc, _flags, address = await self._recvmsg("recvfrom", bufsize, 0, flags)
+        return data, address
 
     async def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
-        m = self._uring()
-        fd = self._sock.fileno()
-        if m is not None and fd >= 0 and _plain_int(nbytes) and _plain_int(flags) and not flags & ~_RECV_FLAGS:
-            try:
-                pin = k.Buffer(buffer, writable=True)
-            except (TypeError, BufferError):
-                pass
-            else:
-                n = nbytes or pin.length
-                if 0 < n <= pin.length:
-                    if n < pin.length:
-                        pin = k.Buffer(memoryview(buffer).cast("B")[:n], writable=True)
-                    nread, _anc, _flags, address = await _sockops.recvmsg(m, fd, [pin], 0, flags & ~_DONTWAIT)
-                    return nread, address
-        return await super().recvfrom_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+        target = self._target(flags, _RECV_FLAGS)
+        pin = None if target is None else _pin_into(buffer, nbytes)
+        if target is None or pin is None:
+            return await super().recvfrom_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+        nread, _anc, _flags, address = await _sockops.recvmsg(*target, [pin], 0, flags & ~_DONTWAIT)
+        return nread, address
 
     async def recvmsg(
         self, bufsize: int, ancbufsize: int = 0, flags: int = 0, /
     ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
-        m = self._uring()
-        fd = self._sock.fileno()
-        if (
-            m is None
-            or fd < 0
-            or not _plain_int(bufsize)
-            or not bufsize
-            or not _plain_int(ancbufsize)
-            or not _plain_int(flags)
-            or flags & ~_RECV_FLAGS
-        ):
+        return await self._recvmsg("recvmsg", bufsize, ancbufsize, flags)
+
+    async def _recvmsg(
+        self, method: str, bufsize: int, ancbufsize: int, flags: int
+    ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
+        target = self._target(flags, _RECV_FLAGS)
+        if target is None or not _plain_int(bufsize) or not bufsize or not _plain_int(ancbufsize):
+            if method == "recvfrom":
+                data, address = await super().recvfrom(bufsize, flags)
+                return data, [], 0, address
             return await super().recvmsg(bufsize, ancbufsize, flags)  # type: ignore[no-any-return]
         buf = bytearray(bufsize)
         n, ancdata, msg_flags, address = await _sockops.recvmsg(
-            m, fd, [k.Buffer(buf, writable=True)], ancbufsize, flags & ~_DONTWAIT
+            *target, [k.Buffer(buf, writable=True)], ancbufsize, flags & ~_DONTWAIT
         )
         return bytes(memoryview(buf)[:n]), ancdata, msg_flags, address
 
     async def recvmsg_into(
         self, buffers: Iterable[Any], ancbufsize: int = 0, flags: int = 0, /
     ) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
-        m = self._uring()
-        fd = self._sock.fileno()
-        if m is not None and fd >= 0 and _plain_int(ancbufsize) and _plain_int(flags) and not flags & ~_RECV_FLAGS:
+        target = self._target(flags, _RECV_FLAGS)
+        if target is not None and _plain_int(ancbufsize):
             try:
                 buffers = list(buffers)
                 pins = [k.Buffer(b, writable=True) for b in buffers]
             except (TypeError, BufferError):
                 pass
             else:
-                return await _sockops.recvmsg(m, fd, pins, ancbufsize, flags & ~_DONTWAIT)
+                return await _sockops.recvmsg(*target, pins, ancbufsize, flags & ~_DONTWAIT)
         return await super().recvmsg_into(buffers, ancbufsize, flags)  # type: ignore[no-any-return]
 
     # ---- sending ------------------------------------------------------------------------
 
     async def send(self, data: Any, flags: int = 0, /) -> int:
-        m = self._uring()
-        fd = self._sock.fileno()
-        if m is not None and fd >= 0 and _plain_int(flags) and not flags & ~_SEND_FLAGS:
+        target = self._target(flags, _SEND_FLAGS)
+        if target is not None:
             try:
                 pin = k.Buffer(data, writable=False)
             except (TypeError, BufferError):
                 pass
             else:
-                return await _sockops.send(m, fd, pin, flags & ~_DONTWAIT)
+                return await _sockops.send(*target, pin, flags & ~_DONTWAIT)
         return await super().send(data, flags)  # type: ignore[no-any-return]
 
     async def sendto(self, *args: Any) -> int:
-        m = self._uring()
-        fd = self._sock.fileno()
-        if m is None or fd < 0 or len(args) not in (2, 3):
+        if self._uring() is None or self._sock.fileno() < 0 or len(args) not in (2, 3):
             return await super().sendto(*args)  # type: ignore[no-any-return]
-        data, flags = args[0], (args[1] if len(args) == 3 else 0)
         resolved = await self._resolve_address_nocp(args[-1], local=False)
-        if _plain_int(flags) and not flags & ~_SEND_FLAGS:
-            try:
-                pin = k.Buffer(data, writable=False)
-                pack_sockaddr(self.family, resolved, memoryview(bytearray(SOCKADDR_MAX)))
-            except (TypeError, ValueError, OverflowError, BufferError, OSError):
-                pass
-            else:
-                return await _sockops.sendmsg(m, fd, [pin], (), 0, flags & ~_DONTWAIT, self.family, resolved)
-        return await super().sendto(*args[:-1], resolved)  # type: ignore[no-any-return]
+        return await self.sendmsg([args[0]], (), args[1] if len(args) == 3 else 0, resolved, _resolved=True)
 
     async def sendmsg(
         self,
@@ -449,14 +407,13 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         flags: int = 0,
         address: Any = None,
         /,
+        *,
+        _resolved: bool = False,
     ) -> int:
-        m = self._uring()
-        fd = self._sock.fileno()
-        if m is None or fd < 0:
-            return await super().sendmsg(buffers, ancdata, flags, address)  # type: ignore[no-any-return]
-        if address is not None:
+        if address is not None and not _resolved and self._uring() is not None:
             address = await self._resolve_address_nocp(address, local=False)
-        if _plain_int(flags) and not flags & ~_SEND_FLAGS:
+        target = self._target(flags, _SEND_FLAGS)
+        if target is not None:
             try:
                 buffers = list(buffers)
                 ancdata = list(ancdata)
@@ -467,8 +424,30 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
             except (TypeError, ValueError, OverflowError, BufferError, OSError):
                 pass
             else:
-                return await _sockops.sendmsg(m, fd, pins, items, control_len, flags & ~_DONTWAIT, self.family, address)
+                return await _sockops.sendmsg(
+                    *target, pins, items, control_len, flags & ~_DONTWAIT, self.family, address
+                )
+        if _resolved:
+            # sendto's arguments, for trio's sendto to reject as it does
+            return await super().sendto(*buffers, *(() if flags == 0 else (flags,)), address)  # type: ignore[no-any-return]
         return await super().sendmsg(buffers, ancdata, flags, address)  # type: ignore[no-any-return]
+
+
+def _pin_into(buffer: Any, nbytes: object) -> k.Buffer | None:
+    """Pin the first ``nbytes`` (0: all) of a writable buffer, or None if
+    trio's method should handle (and reject) the arguments."""
+    if type(nbytes) is not int or nbytes < 0:
+        return None
+    try:
+        pin = k.Buffer(buffer, writable=True)
+    except (TypeError, BufferError):
+        return None
+    n = nbytes or pin.length
+    if not 0 < n <= pin.length:
+        return None
+    if n < pin.length:
+        pin = k.Buffer(memoryview(buffer).cast("B")[:n], writable=True)
+    return pin
 
 
 # ---- making trio construct UringSocket ---------------------------------------------------
