@@ -41,6 +41,16 @@ async def tcp_stream_pair(family: int = socket.AF_INET) -> tuple[trio.SocketStre
     return trio.SocketStream(client), trio.SocketStream(server)
 
 
+async def echo(stream: trio.SocketStream) -> None:
+    async for data in stream:
+        await stream.send_all(data)
+
+
+async def start_echo_server(nursery: trio.Nursery) -> tuple[list[trio.SocketListener], int]:
+    listeners = await nursery.start(partial(trio.serve_tcp, echo, 0, host="127.0.0.1"))
+    return listeners, listeners[0].socket.getsockname()[1]
+
+
 # ---- which sockets ---------------------------------------------------------------------
 
 
@@ -70,13 +80,8 @@ def test_every_trio_socket_is_a_uring_socket() -> None:
 
 def test_streams_move_their_bytes_through_io_uring() -> None:
     async def main() -> dict[str, int]:
-        async def echo(stream: trio.SocketStream) -> None:
-            async for data in stream:
-                await stream.send_all(data)
-
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(partial(trio.serve_tcp, echo, 0, host="127.0.0.1"))
-            port = listeners[0].socket.getsockname()[1]
+            listeners, port = await start_echo_server(nursery)
             before = ops_submitted()
             stream = await trio.open_tcp_stream("127.0.0.1", port)
             for i in range(100):
@@ -634,13 +639,8 @@ def test_no_fd_leaks_over_many_connections() -> None:
     async def main() -> None:
         fds = fd_count()
 
-        async def echo(stream: trio.SocketStream) -> None:
-            async for data in stream:
-                await stream.send_all(data)
-
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(partial(trio.serve_tcp, echo, 0, host="127.0.0.1"))
-            port = listeners[0].socket.getsockname()[1]
+            listeners, port = await start_echo_server(nursery)
             for i in range(200):
                 stream = await trio.open_tcp_stream("127.0.0.1", port)
                 await stream.send_all(b"%d" % i)
