@@ -81,7 +81,7 @@ def test_every_trio_socket_is_a_uring_socket() -> None:
 def test_streams_move_their_bytes_through_io_uring() -> None:
     async def main() -> dict[str, int]:
         async with trio.open_nursery() as nursery:
-            listeners, port = await start_echo_server(nursery)
+            _listeners, port = await start_echo_server(nursery)
             before = ops_submitted()
             stream = await trio.open_tcp_stream("127.0.0.1", port)
             for i in range(100):
