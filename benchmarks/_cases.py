@@ -360,8 +360,11 @@ def files_case(cfg: Config, env: Env) -> dict[str, Any]:
                 continue  # argparse rejected this form of --json; try the next
             if proc.returncode != 0:
                 raise BenchError(f"bench_files.py exited {proc.returncode}: {stderr[-800:]}")
-            data = json.loads(out.read_text()) if out.exists() else last_json(stdout)
-            return {"status": "ok", "argv": args, "output": stdout if out.exists() else "", "data": data}
+            if out.exists():
+                data, printed = json.loads(out.read_text()), stdout
+            else:
+                data, printed = last_json(stdout)
+            return {"status": "ok", "argv": args, "output": printed, "data": data}
     raise BenchError(f"bench_files.py accepted neither --json PATH nor --json: {stderr[-400:]}")
 
 
@@ -371,16 +374,16 @@ CALL_MAIN = (
 )
 
 
-def last_json(text: str) -> Any:
-    """The JSON document at the end of ``text`` (after any table it printed)."""
+def last_json(text: str) -> tuple[Any, str]:
+    """The JSON document at the end of ``text``, and what was printed before it."""
     decoder = json.JSONDecoder()
     for start in [i for i, ch in enumerate(text) if ch in "{["]:
         try:
             value, end = decoder.raw_decode(text, start)
         except ValueError:
             continue
-        if not text[start + end :].strip():
-            return value
+        if not text[end:].strip():
+            return value, text[:start]
     raise BenchError(f"bench_files.py --json printed no JSON: {text[-300:]!r}")
 
 
@@ -392,7 +395,7 @@ def loadgen_check(echo: dict[str, Any], http: dict[str, Any], load_core: int = L
     checks: dict[str, Any] = {}
     sources: list[tuple[str, dict[str, Any]]] = []
     if echo.get("status") == "ok":
-        sources += [(f"echo {c} conns", s["backends"]) for c, s in echo["connections"].items()]
+        sources += [(f"echo {c} conn{'s' if c != '1' else ''}", s["backends"]) for c, s in echo["connections"].items()]
     if http.get("status") == "ok":
         sources.append(("http", http["backends"]))
     for name, backends in sources:

@@ -169,7 +169,7 @@ def render_notes(results: dict[str, Any]) -> str:
         for backend in (STOCK, URING):
             ops = syscalls["backends"][backend]["runs"][-1]["io_uring_ops_per_round_trip"]
             if ops:
-                shown = ", ".join(f"{op} {n:.3g}" for op, n in ops.items())
+                shown = ", ".join(f"{op} {n:.2f}" for op, n in ops.items() if n >= 0.005) or "none"
                 lines.append(f"io_uring ops per round trip ({backend}, last round): {shown}")
     files = cases.get("files", {})
     if files.get("status") == "ok" and files.get("output"):
@@ -222,6 +222,9 @@ def plot(results: dict[str, Any], path: Path) -> str:
     ratio_groups = _ratio_sources(cases)
     xs = list(range(len(ratio_groups)))
     ax.bar(xs, [s or 0 for _, s, _ in ratio_groups], 0.6, color=colors[URING])
+    for x, (_, value, _) in zip(xs, ratio_groups, strict=True):
+        if value is not None:
+            ax.text(x, value, f"{value:.2f}x", ha="center", va="bottom")
     for x, (_, _, want) in zip(xs, ratio_groups, strict=True):
         if want:
             ax.hlines(want, x - 0.35, x + 0.35, colors="black", linestyles="dashed")

@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--quick] [--rounds N] [--json PATH] [--plot PATH]
                              [--only CASE,...] [--loadgen auto|c|python]
+    python benchmarks/run.py --report RESULTS.json [--plot PATH]
 
 Cases: echo (64-byte closed loop at 1, 64 and 512 connections), http (h11 on
 each backend, driven by wrk), idle_memory (RSS per idle connection at 5,000),
@@ -99,6 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-plot", action="store_true", help="write no PNG")
     parser.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(ALL_CASES)}")
     parser.add_argument("--loadgen", choices=("auto", "c", "python"), default="auto", help="load generator")
+    parser.add_argument("--report", type=Path, default=None, help="measure nothing: print the table of this JSON")
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -132,6 +134,12 @@ def write_json(path: Path, results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report:
+        # no measuring: the table (and, with --plot, the plot) of an earlier run
+        earlier: dict[str, Any] = json.loads(args.report.read_text())
+        if args.plot:
+            earlier["plot"] = _report.plot(earlier, args.plot)
+        return report(earlier, args.report)
     cfg = _cases.QUICK if args.quick else _cases.FULL
     if args.rounds is not None:
         cfg = dataclasses.replace(cfg, rounds=args.rounds)
@@ -156,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", "benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
         "quick": cfg.quick,
-        "provisional": True,
+        "loadavg_start": os.getloadavg(),
         "config": dataclasses.asdict(cfg),
         "machine": machine_info(),
         "tools": {"loadgen": loadgen_info, "wrk": wrk, "syscall_counter": counter},
@@ -177,11 +185,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         _harness.kill_all()
+    results["loadavg_end"] = os.getloadavg()
     results["targets"] = _report.targets(results["cases"])
     results["plot"] = _report.plot(results, plot_path) if plot_path else "skipped: no --plot path"
     results["table_markdown"] = _report.render_table(results, markdown=True)
     write_json(json_path, results)
+    return report(results, json_path)
 
+
+def report(results: dict[str, Any], json_path: Path) -> int:
+    """Print the table and notes; the exit status (1 only if a case failed to run)."""
     print()
     print(_report.render_table(results))
     notes = _report.render_notes(results)
