@@ -72,9 +72,11 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=_harness.ROOT, check=False
-    ).stdout.strip()
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=_harness.ROOT, check=False).stdout
+
+    commit = git("rev-parse", "--short", "HEAD").strip()
     return {
         "nproc": os.cpu_count(),
         "cpu_model": model,
@@ -85,6 +87,8 @@ def machine_info() -> dict[str, Any]:
         "uvloop": version_of("uvloop"),
         "h11": version_of("h11"),
         "git_commit": commit or None,
+        # uncommitted changes to the package mean the numbers are not those of git_commit alone
+        "package_changes_uncommitted": bool(git("status", "--porcelain", "trio_uring").strip()),
         "pinning": _harness.PINNING_NOTE,
         "server_core": _harness.SERVER_CORE,
         "load_core": _harness.LOAD_CORE,
