@@ -94,18 +94,20 @@ __all__ = ["UringSocket"]
 
 _TrioSocketType: Final = _trio_socket._SocketType
 _PLAIN_SOCKET: Final = _stdlib_socket.socket
-_DONTWAIT: Final = _stdlib_socket.MSG_DONTWAIT
+# (plain ints: the stdlib's MSG_* are IntFlag members, whose operators cost
+# microseconds each)
+_DONTWAIT: Final = int(_stdlib_socket.MSG_DONTWAIT)
 # Flags whose io_uring behaviour is the syscall's; any other flag goes to
 # trio's method.  (MSG_WAITALL would make io_uring retry short transfers and
 # lose the partial count if cancelled; MSG_ERRQUEUE waits for POLLERR.)
-_RECV_FLAGS: Final = (
+_RECV_FLAGS: Final = int(
     _stdlib_socket.MSG_PEEK
     | _stdlib_socket.MSG_OOB
     | _stdlib_socket.MSG_TRUNC
     | _stdlib_socket.MSG_CMSG_CLOEXEC
     | _DONTWAIT
 )
-_SEND_FLAGS: Final = (
+_SEND_FLAGS: Final = int(
     _stdlib_socket.MSG_OOB
     | _stdlib_socket.MSG_DONTROUTE
     | _stdlib_socket.MSG_MORE
@@ -114,6 +116,7 @@ _SEND_FLAGS: Final = (
     | _stdlib_socket.MSG_CONFIRM
     | _DONTWAIT
 )
+_WAIT: Final = ~_DONTWAIT
 _INET: Final = (_stdlib_socket.AF_INET, _stdlib_socket.AF_INET6)
 _F_MORE: Final = k.IORING_CQE_F_MORE
 #: Accepted connections queued (no accept() waiting) before the multishot
@@ -326,14 +329,14 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         target = self._target(flags, _RECV_FLAGS)
         if target is None or not _plain_int(buflen) or not buflen:
             return await super().recv(buflen, flags)  # type: ignore[no-any-return]
-        return await _sockops.recv(*target, buflen, flags & ~_DONTWAIT)
+        return await _sockops.recv(*target, buflen, flags & _WAIT)
 
     async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         target = self._target(flags, _RECV_FLAGS)
         pin = None if target is None else _pin_into(buffer, nbytes)
         if target is None or pin is None:
             return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
-        return await _sockops.recv_into(*target, pin, pin.length, flags & ~_DONTWAIT)
+        return await _sockops.recv_into(*target, pin, pin.length, flags & _WAIT)
 
     async def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
         data, _anc, _flags, address = await self._recvmsg("recvfrom", bufsize, 0, flags)
@@ -344,7 +347,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         pin = None if target is None else _pin_into(buffer, nbytes)
         if target is None or pin is None:
             return await super().recvfrom_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
-        nread, _anc, _flags, address = await _sockops.recvmsg(*target, [pin], 0, flags & ~_DONTWAIT)
+        nread, _anc, _flags, address = await _sockops.recvmsg(*target, [pin], 0, flags & _WAIT)
         return nread, address
 
     async def recvmsg(
@@ -363,7 +366,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
             return await super().recvmsg(bufsize, ancbufsize, flags)  # type: ignore[no-any-return]
         buf = bytearray(bufsize)
         n, ancdata, msg_flags, address = await _sockops.recvmsg(
-            *target, [k.Buffer(buf, writable=True)], ancbufsize, flags & ~_DONTWAIT
+            *target, [k.Buffer(buf, writable=True)], ancbufsize, flags & _WAIT
         )
         return bytes(memoryview(buf)[:n]), ancdata, msg_flags, address
 
@@ -378,21 +381,36 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
             except (TypeError, BufferError):
                 pass
             else:
-                return await _sockops.recvmsg(*target, pins, ancbufsize, flags & ~_DONTWAIT)
+                return await _sockops.recvmsg(*target, pins, ancbufsize, flags & _WAIT)
         return await super().recvmsg_into(buffers, ancbufsize, flags)  # type: ignore[no-any-return]
 
     # ---- sending ------------------------------------------------------------------------
 
     async def send(self, data: Any, flags: int = 0, /) -> int:
+        """Like :meth:`socket.socket.send`.  The data is offered to the
+        socket at once (one ``send(2)``); only if the socket's buffer is
+        full does the task park on an io_uring SEND, which sends as soon as
+        there is room.  A send that waits until the end of the scheduler
+        tick would hold every reply back until the whole tick has run."""
         target = self._target(flags, _SEND_FLAGS)
-        if target is not None:
-            try:
-                pin = k.Buffer(data, writable=False)
-            except (TypeError, BufferError):
-                pass
-            else:
-                return await _sockops.send(*target, pin, flags & ~_DONTWAIT)
-        return await super().send(data, flags)  # type: ignore[no-any-return]
+        if target is None:
+            return await super().send(data, flags)  # type: ignore[no-any-return]
+        await checkpoint_if_cancelled()
+        try:
+            sent: int = self._sock.send(data, flags)
+        except BlockingIOError:
+            pass
+        except BaseException:
+            await cancel_shielded_checkpoint()
+            raise
+        else:
+            await cancel_shielded_checkpoint()
+            return sent
+        try:
+            pin = k.Buffer(data, writable=False)
+        except (TypeError, BufferError):
+            return await super().send(data, flags)  # type: ignore[no-any-return]
+        return await _sockops.send(*target, pin, flags & _WAIT)
 
     async def sendto(self, *args: Any) -> int:
         if self._uring() is None or self._sock.fileno() < 0 or len(args) not in (2, 3):
@@ -424,9 +442,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
             except (TypeError, ValueError, OverflowError, BufferError, OSError):
                 pass
             else:
-                return await _sockops.sendmsg(
-                    *target, pins, items, control_len, flags & ~_DONTWAIT, self.family, address
-                )
+                return await _sockops.sendmsg(*target, pins, items, control_len, flags & _WAIT, self.family, address)
         if _resolved:
             # sendto's arguments, for trio's sendto to reject as it does
             return await super().sendto(*buffers, *(() if flags == 0 else (flags,)), address)  # type: ignore[no-any-return]
