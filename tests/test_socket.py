@@ -182,7 +182,7 @@ def test_udp(family: int) -> None:
             # a datagram longer than the buffer is truncated, as recvmsg(2) says
             assert (data, anc, addr) == (b"th", [], a.getsockname())
             assert flags & socket.MSG_TRUNC
-        assert ops_submitted()["SENDMSG"] == 3
+        # the receives waited in the kernel; the sends found room at once
         assert ops_submitted()["RECVMSG"] == 3
 
     run(main)

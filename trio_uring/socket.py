@@ -63,7 +63,7 @@ import os
 import socket as _stdlib_socket
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 import outcome
@@ -386,6 +386,21 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
 
     # ---- sending ------------------------------------------------------------------------
 
+    async def _send_now(self, send: Callable[..., int], *args: Any) -> int | None:
+        """Offer the data to the socket at once, as trio does: a cancel check,
+        the system call, a schedule point.  None if the buffer is full (no
+        schedule point yet: the io_uring request that follows parks)."""
+        await checkpoint_if_cancelled()
+        try:
+            sent = send(*args)
+        except BlockingIOError:
+            return None
+        except BaseException:
+            await cancel_shielded_checkpoint()
+            raise
+        await cancel_shielded_checkpoint()
+        return sent
+
     async def send(self, data: Any, flags: int = 0, /) -> int:
         """Like :meth:`socket.socket.send`.  The data is offered to the
         socket at once (one ``send(2)``); only if the socket's buffer is
@@ -395,28 +410,20 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         target = self._target(flags, _SEND_FLAGS)
         if target is None:
             return await super().send(data, flags)  # type: ignore[no-any-return]
-        await checkpoint_if_cancelled()
-        try:
-            sent: int = self._sock.send(data, flags)
-        except BlockingIOError:
-            pass
-        except BaseException:
-            await cancel_shielded_checkpoint()
-            raise
-        else:
-            await cancel_shielded_checkpoint()
+        sent = await self._send_now(self._sock.send, data, flags)
+        if sent is not None:
             return sent
-        try:
-            pin = k.Buffer(data, writable=False)
-        except (TypeError, BufferError):
-            return await super().send(data, flags)  # type: ignore[no-any-return]
-        return await _sockops.send(*target, pin, flags & _WAIT)
+        # send(2) accepted the arguments, so the buffer can be pinned
+        return await _sockops.send(*target, k.Buffer(data, writable=False), flags & _WAIT)
 
     async def sendto(self, *args: Any) -> int:
-        if self._uring() is None or self._sock.fileno() < 0 or len(args) not in (2, 3):
+        """Like :meth:`socket.socket.sendto`: ``sendto(2)`` at once, an
+        io_uring SENDMSG naming the destination if the buffer is full."""
+        if len(args) not in (2, 3) or self._target(args[1] if len(args) == 3 else 0, _SEND_FLAGS) is None:
             return await super().sendto(*args)  # type: ignore[no-any-return]
-        resolved = await self._resolve_address_nocp(args[-1], local=False)
-        return await self.sendmsg([args[0]], (), args[1] if len(args) == 3 else 0, resolved, _resolved=True)
+        data, flags = args[0], (args[1] if len(args) == 3 else 0)
+        address = await self._resolve_address_nocp(args[-1], local=False)
+        return await self._sendmsg([data], [], flags, address, self._sock.sendto, data, flags, address)
 
     async def sendmsg(
         self,
@@ -425,28 +432,41 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         flags: int = 0,
         address: Any = None,
         /,
-        *,
-        _resolved: bool = False,
     ) -> int:
-        if address is not None and not _resolved and self._uring() is not None:
+        """Like :meth:`socket.socket.sendmsg`: ``sendmsg(2)`` at once, an
+        io_uring SENDMSG if the buffer is full."""
+        if self._target(flags, _SEND_FLAGS) is None:
+            return await super().sendmsg(buffers, ancdata, flags, address)  # type: ignore[no-any-return]
+        try:
+            buffers = list(buffers)
+            ancdata = list(ancdata)
+        except TypeError:
+            return await super().sendmsg(buffers, ancdata, flags, address)  # type: ignore[no-any-return]
+        if address is not None:
             address = await self._resolve_address_nocp(address, local=False)
+        return await self._sendmsg(
+            buffers, ancdata, flags, address, self._sock.sendmsg, buffers, ancdata, flags, address
+        )
+
+    async def _sendmsg(
+        self,
+        buffers: list[Any],
+        ancdata: list[tuple[int, int, Any]],
+        flags: int,
+        address: Any,
+        send: Callable[..., int],
+        *args: Any,
+    ) -> int:
+        sent = await self._send_now(send, *args)
+        if sent is not None:
+            return sent
         target = self._target(flags, _SEND_FLAGS)
-        if target is not None:
-            try:
-                buffers = list(buffers)
-                ancdata = list(ancdata)
-                pins = [k.Buffer(b, writable=False) for b in buffers]
-                items, control_len = control_space(ancdata)
-                if address is not None:
-                    pack_sockaddr(self.family, address, memoryview(bytearray(SOCKADDR_MAX)))
-            except (TypeError, ValueError, OverflowError, BufferError, OSError):
-                pass
-            else:
-                return await _sockops.sendmsg(*target, pins, items, control_len, flags & _WAIT, self.family, address)
-        if _resolved:
-            # sendto's arguments, for trio's sendto to reject as it does
-            return await super().sendto(*buffers, *(() if flags == 0 else (flags,)), address)  # type: ignore[no-any-return]
-        return await super().sendmsg(buffers, ancdata, flags, address)  # type: ignore[no-any-return]
+        if target is None:  # the socket was closed meanwhile
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        # The system call accepted the arguments, so they pin and pack.
+        pins = [k.Buffer(b, writable=False) for b in buffers]
+        items, control_len = control_space(ancdata)
+        return await _sockops.sendmsg(*target, pins, items, control_len, flags & _WAIT, self.family, address)
 
 
 def _pin_into(buffer: Any, nbytes: object) -> k.Buffer | None:
