@@ -558,3 +558,53 @@ ERESTARTSYS: Final = 512
 ERESTARTNOINTR: Final = 513
 ERESTARTNOHAND: Final = 514
 INTERRUPTED: Final = frozenset({errno.ECANCELED, errno.EINTR, ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND})
+
+
+# ---- file operations (issue 4) ------------------------------------------------
+# <fcntl.h>, <linux/stat.h>, <linux/fs.h>, <linux/falloc.h> and io_uring.h.
+
+#: ``dirfd`` meaning "relative to the current directory" (openat(2)).
+AT_FDCWD: Final = -100
+AT_SYMLINK_NOFOLLOW: Final = 0x100
+#: unlinkat(2): remove a directory, as rmdir(2).
+AT_REMOVEDIR: Final = 0x200
+#: linkat(2): follow a symlink given as the source.
+AT_SYMLINK_FOLLOW: Final = 0x400
+#: statx(2) on ``dirfd`` itself when the path is "".
+AT_EMPTY_PATH: Final = 0x1000
+#: statx(2): do what stat(2) does about synchronising with a remote server.
+AT_STATX_SYNC_AS_STAT: Final = 0
+#: statx(2) mask: everything stat(2) returns.
+STATX_BASIC_STATS: Final = 0x7FF
+#: sizeof(struct statx): the kernel writes up to this much.
+STATX_SIZE: Final = 256
+#: struct statx, the part os.stat_result needs (x86_64 and aarch64 alike):
+#: mask, blksize, attributes, nlink, uid, gid, mode (+pad), ino, size, blocks,
+#: attributes_mask, then the atime, btime, ctime and mtime statx_timestamps
+#: {s64 sec, u32 nsec, s32 pad}, then rdev_major/minor and dev_major/minor.
+STATX: Final = struct.Struct("<IIQIIIH2xQQQQqI4xqI4xqI4xqI4xIIII")
+assert STATX.size == 144
+
+#: IORING_OP_FSYNC: sync data only, as fdatasync(2) (in ``fsync_flags``).
+IORING_FSYNC_DATASYNC: Final = 1
+
+#: splice(2) flags.
+SPLICE_F_MOVE: Final = 1
+SPLICE_F_NONBLOCK: Final = 2
+SPLICE_F_MORE: Final = 4
+
+#: renameat2(2) flags.
+RENAME_NOREPLACE: Final = 1
+RENAME_EXCHANGE: Final = 2
+RENAME_WHITEOUT: Final = 4
+
+#: fallocate(2) modes.
+FALLOC_FL_KEEP_SIZE: Final = 0x01
+FALLOC_FL_PUNCH_HOLE: Final = 0x02
+FALLOC_FL_COLLAPSE_RANGE: Final = 0x08
+FALLOC_FL_ZERO_RANGE: Final = 0x10
+FALLOC_FL_INSERT_RANGE: Final = 0x20
+
+#: The kernel moves at most this many bytes per read/write (MAX_RW_COUNT,
+#: INT_MAX rounded down to a page); a larger request is a short transfer.
+MAX_RW_COUNT: Final = 0x7FFFF000

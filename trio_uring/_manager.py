@@ -109,10 +109,10 @@ _SKIP: Final = k.IOSQE_CQE_SKIP_SUCCESS
 _F_MORE: Final = k.IORING_CQE_F_MORE
 _F_BUFFER: Final = k.IORING_CQE_F_BUFFER
 _BUFFER_SHIFT: Final = k.IORING_CQE_BUFFER_SHIFT
-#: The one provided-buffer group: 128 buffers of 64 KiB (16 MiB of address
+#: The one provided-buffer group: 256 buffers of 64 KiB (16 MiB of address
 #: space; only pages the kernel writes into become resident).
 _BUF_GROUP: Final = 0
-_BUF_ENTRIES: Final = 128
+_BUF_ENTRIES: Final = 256
 _BUF_SIZE: Final = 65536
 #: Opcodes trio_uring's sockets submit; where one is missing, sockets keep
 #: trio's own readiness-based methods.

@@ -468,6 +468,85 @@ class Ring:
         """CLOSE: close(2) of a regular (not fixed) file descriptor."""
         self.prep(k.IORING_OP.CLOSE, user_data, fd)
 
+    # ---- file operations (issue 4) ----
+    # Field use follows liburing's io_uring_prep_* (liburing.h).  ``dirfd``
+    # may be AT_FDCWD (-100): the SQE's fd is signed.  ``len`` and the op
+    # flags are unsigned, so a dirfd stored there is masked to 32 bits; the
+    # kernel reads it back as an int.  Offsets of -1 ("no offset") are masked
+    # to 64 bits.
+
+    def prep_readv(self, user_data: int, fd: int, iov_addr: int, nr_vecs: int, offset: int, flags: int = 0) -> None:
+        """READV: preadv2(2) into ``nr_vecs`` iovecs at ``iov_addr`` (RWF_* in ``flags``)."""
+        self.prep(k.IORING_OP.READV, user_data, fd, iov_addr, nr_vecs, offset & 0xFFFFFFFFFFFFFFFF, flags)
+
+    def prep_writev(self, user_data: int, fd: int, iov_addr: int, nr_vecs: int, offset: int, flags: int = 0) -> None:
+        """WRITEV: pwritev2(2) of ``nr_vecs`` iovecs at ``iov_addr``."""
+        self.prep(k.IORING_OP.WRITEV, user_data, fd, iov_addr, nr_vecs, offset & 0xFFFFFFFFFFFFFFFF, flags)
+
+    def prep_openat(self, user_data: int, dirfd: int, path_addr: int, flags: int, mode: int) -> None:
+        """OPENAT: openat(2) of the C string at ``path_addr``; ``mode`` in ``len``.
+        The CQE's res is the new fd."""
+        self.prep(k.IORING_OP.OPENAT, user_data, dirfd, path_addr, mode, 0, flags)
+
+    def prep_statx(self, user_data: int, dirfd: int, path_addr: int, flags: int, mask: int, statx_addr: int) -> None:
+        """STATX: statx(2); ``mask`` in ``len``, the ``struct statx`` buffer in ``off``."""
+        self.prep(k.IORING_OP.STATX, user_data, dirfd, path_addr, mask, statx_addr, flags)
+
+    def prep_fsync(self, user_data: int, fd: int, flags: int = 0) -> None:
+        """FSYNC: fsync(2), or fdatasync(2) with IORING_FSYNC_DATASYNC."""
+        self.prep(k.IORING_OP.FSYNC, user_data, fd, 0, 0, 0, flags)
+
+    def prep_fallocate(self, user_data: int, fd: int, mode: int, offset: int, length: int) -> None:
+        """FALLOCATE: fallocate(2).  Note liburing's layout: the length goes
+        in ``addr`` and the mode in ``len``."""
+        self.prep(k.IORING_OP.FALLOCATE, user_data, fd, length, mode, offset)
+
+    def prep_ftruncate(self, user_data: int, fd: int, length: int) -> None:
+        """FTRUNCATE (6.9): ftruncate(2); the length goes in ``off``."""
+        self.prep(k.IORING_OP.FTRUNCATE, user_data, fd, 0, 0, length)
+
+    def prep_renameat(
+        self, user_data: int, olddirfd: int, oldpath_addr: int, newdirfd: int, newpath_addr: int, flags: int = 0
+    ) -> None:
+        """RENAMEAT: renameat2(2); the new dirfd in ``len``, the new path in ``off``."""
+        self.prep(k.IORING_OP.RENAMEAT, user_data, olddirfd, oldpath_addr, newdirfd & 0xFFFFFFFF, newpath_addr, flags)
+
+    def prep_unlinkat(self, user_data: int, dirfd: int, path_addr: int, flags: int = 0) -> None:
+        """UNLINKAT: unlinkat(2); AT_REMOVEDIR in ``flags`` makes it rmdir(2)."""
+        self.prep(k.IORING_OP.UNLINKAT, user_data, dirfd, path_addr, 0, 0, flags)
+
+    def prep_mkdirat(self, user_data: int, dirfd: int, path_addr: int, mode: int) -> None:
+        """MKDIRAT: mkdirat(2); ``mode`` in ``len``."""
+        self.prep(k.IORING_OP.MKDIRAT, user_data, dirfd, path_addr, mode)
+
+    def prep_symlinkat(self, user_data: int, newdirfd: int, target_addr: int, linkpath_addr: int) -> None:
+        """SYMLINKAT: symlinkat(2) -- a link at ``linkpath`` (in ``off``) pointing to ``target``."""
+        self.prep(k.IORING_OP.SYMLINKAT, user_data, newdirfd, target_addr, 0, linkpath_addr)
+
+    def prep_linkat(
+        self, user_data: int, olddirfd: int, oldpath_addr: int, newdirfd: int, newpath_addr: int, flags: int = 0
+    ) -> None:
+        """LINKAT: linkat(2); the new dirfd in ``len``, the new path in ``off``."""
+        self.prep(k.IORING_OP.LINKAT, user_data, olddirfd, oldpath_addr, newdirfd & 0xFFFFFFFF, newpath_addr, flags)
+
+    def prep_splice(
+        self, user_data: int, fd_out: int, off_out: int, fd_in: int, off_in: int, nbytes: int, flags: int = 0
+    ) -> None:
+        """SPLICE: splice(2) of ``nbytes`` from ``fd_in`` to ``fd_out``.  An
+        offset of -1 means "none" (required for a pipe end).  ``fd_out`` is the
+        SQE's fd; ``fd_in`` goes in ``splice_fd_in`` and its offset in ``addr``.
+        io_uring always runs SPLICE in an io-wq worker."""
+        self.prep(
+            k.IORING_OP.SPLICE,
+            user_data,
+            fd_out,
+            off_in & 0xFFFFFFFFFFFFFFFF,
+            nbytes,
+            off_out & 0xFFFFFFFFFFFFFFFF,
+            flags,
+            file_index=fd_in,
+        )
+
     # ---- teardown --------------------------------------------------------------------
 
     def close(self) -> None:

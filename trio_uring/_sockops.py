@@ -14,8 +14,10 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
+
+from trio.lowlevel import checkpoint_if_cancelled
 
 from . import _kernel as k
 from ._manager import READER, WRITER, UringIOManager
@@ -27,23 +29,40 @@ _F_BUFFER: Final = k.IORING_CQE_F_BUFFER
 _BUFFER_SHIFT: Final = k.IORING_CQE_BUFFER_SHIFT
 
 
-async def recv(m: UringIOManager, fd: int, nbytes: int, flags: int) -> bytes:
+async def recv(
+    m: UringIOManager, fd: int, nbytes: int, flags: int, recv_now: Callable[[int, int], bytes] | None = None
+) -> bytes:
     """RECV of up to ``nbytes`` (> 0) into a provided buffer: while the task
-    waits, no memory is set aside for it (see :mod:`._bufring`)."""
+    waits, no memory is set aside for it (see :mod:`._bufring`).
+
+    ``recv_now(nbytes, flags)`` is a non-blocking ``recv(2)`` on the same
+    socket, used when the buffer ring was empty: more receives completed in
+    one ``io_uring_enter`` than it has buffers.  (io_uring selects the
+    buffer when the data is there, so the data is waiting in the socket.)
+    """
     bufs = m.buffers()
-    try:
-        op = await m.perform(fd, m.ring.prep_recv_select, min(nbytes, bufs.buf_size), flags, 0, keep=None, slot=READER)
-    except OSError as exc:
-        if exc.errno != errno.ENOBUFS:
-            raise
-        # Every provided buffer is holding data not yet copied out: nothing
-        # was received, so receive into a buffer of our own instead.
-        buf = bytearray(nbytes)
-        n = await recv_into(m, fd, k.Buffer(buf, writable=True), nbytes, flags)
-        return bytes(memoryview(buf)[:n])
-    if op.flags & _F_BUFFER:
-        return bufs.take(op.flags >> _BUFFER_SHIFT, op.res)
-    return b""
+    while True:
+        try:
+            op = await m.perform(
+                fd, m.ring.prep_recv_select, min(nbytes, bufs.buf_size), flags, 0, keep=None, slot=READER
+            )
+        except OSError as exc:
+            if exc.errno != errno.ENOBUFS:
+                raise
+        else:
+            if op.flags & _F_BUFFER:
+                return bufs.take(op.flags >> _BUFFER_SHIFT, op.res)
+            return b""
+        # -ENOBUFS: nothing was received.  The task already parked once.
+        await checkpoint_if_cancelled()
+        if recv_now is None:
+            buf = bytearray(nbytes)
+            n = await recv_into(m, fd, k.Buffer(buf, writable=True), nbytes, flags)
+            return bytes(memoryview(buf)[:n])
+        try:
+            return recv_now(nbytes, flags | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass  # gone after all: wait again, for a buffer from the ring
 
 
 async def recv_into(m: UringIOManager, fd: int, pin: k.Buffer, nbytes: int, flags: int) -> int:

@@ -329,7 +329,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         target = self._target(flags, _RECV_FLAGS)
         if target is None or not _plain_int(buflen) or not buflen:
             return await super().recv(buflen, flags)  # type: ignore[no-any-return]
-        return await _sockops.recv(*target, buflen, flags & _WAIT)
+        return await _sockops.recv(*target, buflen, flags & _WAIT, self._sock.recv)
 
     async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         target = self._target(flags, _RECV_FLAGS)
