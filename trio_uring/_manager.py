@@ -345,14 +345,16 @@ class UringIOManager:
     def _forget_fd_op(self, op: Operation) -> None:
         state = self._fds.get(op.fd)
         if state is not None:
+            # A socket's reader / writer slot is taken again by its next
+            # receive / send: keep the state (notify_closing drops it).
             if state.reader is op:
                 state.reader = None
             elif state.writer is op:
                 state.writer = None
             else:
                 state.ops.discard(op)
-            if state.empty():
-                del self._fds[op.fd]
+                if state.empty():
+                    del self._fds[op.fd]
 
     def _cancel(self, user_data: int) -> None:
         """Queue ASYNC_CANCEL for ``user_data``.  Only a failure posts a CQE
