@@ -369,7 +369,7 @@ def files_case(cfg: Config, env: Env) -> dict[str, Any]:
 
 
 CALL_MAIN = (
-    "import sys, runpy; path = sys.argv[1]; sys.path.insert(0, path.rsplit('/', 1)[0]); "
+    "import sys, runpy; path = sys.argv[1]; sys.path[0] = path.rsplit('/', 1)[0]; "
     "mod = runpy.run_path(path); sys.exit(mod['main'](sys.argv[2:]))"
 )
 

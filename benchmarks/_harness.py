@@ -10,6 +10,7 @@ each child for itself.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -108,6 +109,52 @@ class LineReader:
 def tail(file: IO[bytes], lines: int = 15) -> str:
     file.seek(0)
     return "\n".join(file.read().decode(errors="replace").splitlines()[-lines:])
+
+
+# ---------------------------------------------------------------- the package under test
+
+
+def tree_sha256(package: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def package_snapshot() -> Iterator[dict[str, Any]]:
+    """Make every child import a copy of trio_uring/ taken now.
+
+    One run then measures one version of the package even if someone edits
+    the work tree meanwhile (a server started later would otherwise import
+    other code than one started earlier).  The copy goes first on the
+    children's PYTHONPATH, ahead of the editable install.
+    """
+    source = ROOT / "trio_uring"
+    with tempfile.TemporaryDirectory(prefix="trio_uring-bench-") as scratch:
+        shutil.copytree(source, Path(scratch) / "trio_uring", ignore=shutil.ignore_patterns("__pycache__"))
+        digest = tree_sha256(Path(scratch) / "trio_uring")
+        previous = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = scratch + (os.pathsep + previous if previous else "")
+        try:
+            probe = subprocess.run(
+                [sys.executable, "-c", "import trio_uring; print(trio_uring.__file__)"],
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=BENCH,  # sys.path[0] as for benchmarks/servers.py
+            )
+            if not probe.stdout.strip().startswith(scratch):
+                raise BenchError(f"children do not import the snapshot: {probe.stdout.strip()} {probe.stderr[-300:]}")
+            info: dict[str, Any] = {"sha256": digest, "measured": "a copy of trio_uring/ taken when the run started"}
+            yield info
+            info["work_tree_changed_during_run"] = tree_sha256(source) != digest
+        finally:
+            if previous is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = previous
 
 
 # ---------------------------------------------------------------- servers

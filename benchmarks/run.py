@@ -179,11 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{cfg.rounds} round(s); {_harness.PINNING_NOTE}; load generator: {loadgen_info['description']}"
     )
     try:
-        for name, fn in CASES.items():
-            if name in selected:
-                results["cases"][name] = run_case(name, lambda fn=fn: fn(cfg, env))  # type: ignore[misc]
-            else:
-                results["cases"][name] = {"status": "skipped", "reason": "not selected with --only"}
+        with _harness.package_snapshot() as snapshot:
+            results["package"] = snapshot
+            for name, fn in CASES.items():
+                if name in selected:
+                    results["cases"][name] = run_case(name, lambda fn=fn: fn(cfg, env))  # type: ignore[misc]
+                else:
+                    results["cases"][name] = {"status": "skipped", "reason": "not selected with --only"}
         results["cases"]["loadgen_check"] = _cases.loadgen_check(
             results["cases"].get("echo", {}), results["cases"].get("http", {})
         )
@@ -205,6 +207,10 @@ def report(results: dict[str, Any], json_path: Path) -> int:
     if notes:
         print()
         print(notes)
+    if results.get("package", {}).get("work_tree_changed_during_run"):
+        print(
+            "\nnote: trio_uring/ changed in the work tree during the run; the run measured the copy taken at its start"
+        )
     print()
     print(f"results: {json_path}; plot: {results['plot']}")
     print("targets are informational: a MISS never fails this command")

@@ -54,6 +54,7 @@ def test_every_case_is_present_and_ran_or_says_why(quick: tuple[dict[str, Any], 
     data, _, _ = quick
     assert data["schema"] == 1
     assert data["quick"] is True
+    assert len(data["package"]["sha256"]) == 64  # the copy of trio_uring/ every server imported
     for name in CASES:
         case = data["cases"][name]
         assert case["status"] in ("ok", "unavailable"), (name, case)
