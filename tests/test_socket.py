@@ -847,3 +847,36 @@ def test_anyio_streams_on_trio_move_bytes_through_io_uring() -> None:
         ops = anyio.run(main, backend="trio")
     for name in ("RECV", "ACCEPT", "CONNECT"):
         assert ops.get(name, 0) >= 1, (name, ops)
+
+
+def test_receive_after_more_data_was_waiting_is_a_direct_recv() -> None:
+    async def main() -> None:
+        a, b = trio.socket.socketpair()
+        with a, b:
+            await b.send(bytes(range(200)) * 50)  # 10,000 bytes waiting
+            before = ops_submitted().get("RECV", 0)
+            got = b""
+            with trio.testing.assert_checkpoints():
+                got += await a.recv(1000)
+            while len(got) < 10_000:
+                with trio.testing.assert_checkpoints():
+                    got += await a.recv(1000)
+            assert got == bytes(range(200)) * 50
+            # the first RECV's CQE said more was waiting (SOCK_NONEMPTY):
+            # the other nine were recv(2) calls, each still a checkpoint
+            assert ops_submitted()["RECV"] - before == 1
+            # the socket is empty now: the next receive waits in the kernel
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(a.recv, 1000)
+                await trio.testing.wait_all_tasks_blocked()
+                await b.send(b"x")
+            assert ops_submitted()["RECV"] - before == 2
+            # and a cancelled direct receive takes nothing
+            await b.send(b"y" * 3000)
+            assert await a.recv(1000) == b"y" * 1000
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await a.recv(1000)
+            assert await a.recv(5000) == b"y" * 2000
+
+    run(main)

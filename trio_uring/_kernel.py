@@ -112,6 +112,36 @@ def io_uring_enter(fd: int, to_submit: int, min_complete: int, flags: int, arg: 
     return int(ret)
 
 
+# The hot path: syscall(2) called without declared argument types, which
+# halves the cost of a call (about 0.5 us against 1.1 us with argtypes, on
+# the development VM).  ctypes then passes each Python int as a C int: in
+# the six argument registers libffi sign-extends it to 64 bits, and the
+# register arguments of io_uring_enter are small non-negative u32s (the
+# syscall number, fd, counts, flags), so that is exact.  The seventh
+# argument of syscall(2), ``argsz``, goes on the stack, where a C int
+# leaves the upper half of the 8-byte slot undefined (the kernel then
+# answered EINVAL): it is a prebuilt size_t, and the pointer a prebuilt
+# c_void_p.
+_syscall = ctypes.CDLL(None, use_errno=True).syscall
+_syscall.restype = ctypes.c_long
+_ARGSZ_GETEVENTS: Final = ctypes.c_size_t(24)
+
+
+def pointer(address: int) -> object:
+    """A prebuilt pointer argument for :func:`enter`."""
+    return ctypes.c_void_p(address)
+
+
+def enter(fd: int, to_submit: int, min_complete: int, flags: int, arg: object) -> int:
+    """io_uring_enter(2) with an ``io_uring_getevents_arg`` (``arg`` from
+    :func:`pointer`), fast.  Returns the number of SQEs consumed."""
+    ret: int = _syscall(SYS_io_uring_enter, fd, to_submit, min_complete, flags, arg, _ARGSZ_GETEVENTS)
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return ret
+
+
 def io_uring_register(fd: int, opcode: int, arg: int, nr_args: int) -> int:
     ret = _register(SYS_io_uring_register, fd, opcode, arg, nr_args)
     if ret < 0:

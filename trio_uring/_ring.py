@@ -196,9 +196,18 @@ class Ring:
 
         # The wait argument: a getevents_arg pointing at a timespec, both
         # allocated once; submit_and_wait rewrites only the timespec.
+        # Three io_uring_getevents_args, built once: wait with the timespec
+        # in _ts, do not wait (a zero timespec), wait without a timeout.
         self._ts = k.Memory(k.TIMESPEC.size)
         self._arg = k.Memory(k.GETEVENTS_ARG.size)
         k.GETEVENTS_ARG.pack_into(self._arg.view, 0, 0, 0, 0, self._ts.address)
+        self._zero_ts = k.Memory(k.TIMESPEC.size)
+        self._arg_zero = k.Memory(k.GETEVENTS_ARG.size)
+        k.GETEVENTS_ARG.pack_into(self._arg_zero.view, 0, 0, 0, 0, self._zero_ts.address)
+        self._arg_forever = k.Memory(k.GETEVENTS_ARG.size)
+        self._p_arg = k.pointer(self._arg.address)
+        self._p_arg_zero = k.pointer(self._arg_zero.address)
+        self._p_arg_forever = k.pointer(self._arg_forever.address)
 
     # ---- submission ---------------------------------------------------------
 
@@ -289,15 +298,15 @@ class Ring:
         """
         to_submit = self._publish() if submit else 0
         if timeout is None:
-            k.GETEVENTS_ARG.pack_into(self._arg.view, 0, 0, 0, 0, 0)
+            arg = self._p_arg_forever
+        elif timeout <= 0:
+            arg = self._p_arg_zero
         else:
-            if timeout < 0:
-                timeout = 0
             sec = int(timeout)
             k.TIMESPEC.pack_into(self._ts.view, 0, sec, int((timeout - sec) * 1e9))
-            k.GETEVENTS_ARG.pack_into(self._arg.view, 0, 0, 0, 0, self._ts.address)
+            arg = self._p_arg
         try:
-            return k.io_uring_enter(self.fd, to_submit, wait_nr, _GETEVENTS_EXT, self._arg.address, 24)
+            return k.enter(self.fd, to_submit, wait_nr, _GETEVENTS_EXT, arg)
         except OSError as exc:
             # ETIME: timed out with nothing submitted.  EINTR: a signal; the
             # handler runs as soon as we return.  EBUSY/EAGAIN: the CQ needs

@@ -27,13 +27,16 @@ __all__ = ["accept", "connect", "recv", "recv_into", "recvmsg", "send", "sendmsg
 
 _F_BUFFER: Final = k.IORING_CQE_F_BUFFER
 _BUFFER_SHIFT: Final = k.IORING_CQE_BUFFER_SHIFT
+_F_SOCK_NONEMPTY: Final = k.IORING_CQE_F_SOCK_NONEMPTY
 
 
 async def recv(
     m: UringIOManager, fd: int, nbytes: int, flags: int, recv_now: Callable[[int, int], bytes] | None = None
-) -> bytes:
+) -> tuple[bytes, bool]:
     """RECV of up to ``nbytes`` (> 0) into a provided buffer: while the task
-    waits, no memory is set aside for it (see :mod:`._bufring`).
+    waits, no memory is set aside for it (see :mod:`._bufring`).  Returns
+    the data, and whether the kernel said more is waiting in the socket
+    (``IORING_CQE_F_SOCK_NONEMPTY``).
 
     ``recv_now(nbytes, flags)`` is a non-blocking ``recv(2)`` on the same
     socket, used when the buffer ring was empty: more receives completed in
@@ -51,16 +54,17 @@ async def recv(
                 raise
         else:
             if op.flags & _F_BUFFER:
-                return bufs.take(op.flags >> _BUFFER_SHIFT, op.res)
-            return b""
+                return bufs.take(op.flags >> _BUFFER_SHIFT, op.res), bool(op.flags & _F_SOCK_NONEMPTY)
+            return b"", False
         # -ENOBUFS: nothing was received.  The task already parked once.
         await checkpoint_if_cancelled()
         if recv_now is None:
             buf = bytearray(nbytes)
             n = await recv_into(m, fd, k.Buffer(buf, writable=True), nbytes, flags)
-            return bytes(memoryview(buf)[:n])
+            return bytes(memoryview(buf)[:n]), False
         try:
-            return recv_now(nbytes, flags | socket.MSG_DONTWAIT)
+            data = recv_now(nbytes, flags | socket.MSG_DONTWAIT)
+            return data, len(data) == nbytes
         except BlockingIOError:
             pass  # gone after all: wait again, for a buffer from the ring
 

@@ -243,7 +243,8 @@ async def recv(sock: FileDescriptorLike, nbytes: int, flags: int = 0) -> bytes:
         # system call, and so do we.
         await trio.lowlevel.checkpoint()
         return b""
-    return await _sockops.recv(m, fd, n, flags)
+    data, _more = await _sockops.recv(m, fd, n, flags)
+    return data
 
 
 async def recv_into(sock: FileDescriptorLike, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:

@@ -202,6 +202,8 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
     inside a trio_uring run (and through trio's own code elsewhere)."""
 
     _acceptor: _Acceptor | None = None
+    #: the last receive said more data was waiting: try recv(2) first
+    _data_waiting = False
 
     def _uring(self) -> UringIOManager | None:
         """The current run's manager, if this call should use io_uring."""
@@ -326,10 +328,20 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         return (m, fd) if fd >= 0 else None
 
     async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
+        """Like :meth:`socket.socket.recv`: an io_uring RECV into a provided
+        buffer, or -- when the previous receive said more data was waiting
+        (``IORING_CQE_F_SOCK_NONEMPTY``, or a full buffer) -- ``recv(2)`` at
+        once, as trio does, falling back to a RECV if it would block."""
         target = self._target(flags, _RECV_FLAGS)
         if target is None or not _plain_int(buflen) or not buflen:
             return await super().recv(buflen, flags)  # type: ignore[no-any-return]
-        return await _sockops.recv(*target, buflen, flags & _WAIT, self._sock.recv)
+        if self._data_waiting:
+            data = await self._now(self._sock.recv, buflen, flags)
+            if data is not None:
+                self._data_waiting = len(data) == buflen
+                return data  # type: ignore[no-any-return]
+        data, self._data_waiting = await _sockops.recv(*target, buflen, flags & _WAIT, self._sock.recv)
+        return data
 
     async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         target = self._target(flags, _RECV_FLAGS)
@@ -386,20 +398,20 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
 
     # ---- sending ------------------------------------------------------------------------
 
-    async def _send_now(self, send: Callable[..., int], *args: Any) -> int | None:
-        """Offer the data to the socket at once, as trio does: a cancel check,
-        the system call, a schedule point.  None if the buffer is full (no
-        schedule point yet: the io_uring request that follows parks)."""
+    async def _now(self, call: Callable[..., Any], *args: Any) -> Any:
+        """The system call at once, as trio does: a cancel check, the call, a
+        schedule point.  None if it would block (no schedule point yet: the
+        io_uring request that follows parks)."""
         await checkpoint_if_cancelled()
         try:
-            sent = send(*args)
+            result = call(*args)
         except BlockingIOError:
             return None
         except BaseException:
             await cancel_shielded_checkpoint()
             raise
         await cancel_shielded_checkpoint()
-        return sent
+        return result
 
     async def send(self, data: Any, flags: int = 0, /) -> int:
         """Like :meth:`socket.socket.send`.  The data is offered to the
@@ -410,9 +422,9 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         target = self._target(flags, _SEND_FLAGS)
         if target is None:
             return await super().send(data, flags)  # type: ignore[no-any-return]
-        sent = await self._send_now(self._sock.send, data, flags)
+        sent = await self._now(self._sock.send, data, flags)
         if sent is not None:
-            return sent
+            return int(sent)
         # send(2) accepted the arguments, so the buffer can be pinned
         return await _sockops.send(*target, k.Buffer(data, writable=False), flags & _WAIT)
 
@@ -457,9 +469,9 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         send: Callable[..., int],
         *args: Any,
     ) -> int:
-        sent = await self._send_now(send, *args)
+        sent = await self._now(send, *args)
         if sent is not None:
-            return sent
+            return int(sent)
         target = self._target(flags, _SEND_FLAGS)
         if target is None:  # the socket was closed meanwhile
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
