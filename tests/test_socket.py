@@ -16,6 +16,7 @@ import sys
 import textwrap
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -120,9 +121,10 @@ def test_streams_move_their_bytes_through_io_uring() -> None:
         return {name: after.get(name, 0) - before.get(name, 0) for name in after}
 
     delta = run(main)
-    # client and server: at least 100 receives each; the sends found room in
-    # the socket buffer and went out with send(2) at once (UringSocket.send)
-    assert delta["RECV"] >= 200
+    # Receives that had to wait were RECVs (data already there is taken with
+    # recv(2), and sends that find room go out with send(2): UringSocket);
+    # nothing waited through a readiness poll.
+    assert delta["RECV"] >= 1
     assert delta.get("SEND", 0) < 200
     assert delta["CONNECT"] == 1
     assert delta.get("ACCEPT", 0) <= 1  # the multishot ACCEPT, armed once
@@ -170,20 +172,35 @@ def test_udp(family: int) -> None:
         with a, b:
             await a.bind((host, 0))
             await b.bind((host, 0))
-            assert await a.sendto(b"one", b.getsockname()) == 3
-            data, addr = await b.recvfrom(100)
-            assert (data, addr) == (b"one", a.getsockname())
-            await a.sendto(b"two", 0, b.getsockname())
+            results: list[Any] = []
+
+            async def waiting(receive: Any, send: Any) -> None:
+                # the receive starts first and waits in the kernel (RECVMSG)
+                async with trio.open_nursery() as nursery:
+
+                    async def receiver() -> None:
+                        results.append(await receive())
+
+                    nursery.start_soon(receiver)
+                    await trio.testing.wait_all_tasks_blocked()
+                    await send()
+
+            before = ops_submitted().get("RECVMSG", 0)
+            await waiting(lambda: b.recvfrom(100), lambda: a.sendto(b"one", b.getsockname()))
             buf = bytearray(10)
-            n, addr = await b.recvfrom_into(buf)
-            assert (bytes(buf[:n]), addr) == (b"two", a.getsockname())
-            await a.sendmsg([b"thr", b"ee"], [], 0, b.getsockname())
-            data, anc, flags, addr = await b.recvmsg(2)
+            await waiting(lambda: b.recvfrom_into(buf), lambda: a.sendto(b"two", 0, b.getsockname()))
+            await waiting(lambda: b.recvmsg(2), lambda: a.sendmsg([b"thr", b"ee"], [], 0, b.getsockname()))
+            assert results[0] == (b"one", a.getsockname())
+            assert (bytes(buf[: results[1][0]]), results[1][1]) == (b"two", a.getsockname())
+            data, anc, flags, addr = results[2]
             # a datagram longer than the buffer is truncated, as recvmsg(2) says
             assert (data, anc, addr) == (b"th", [], a.getsockname())
             assert flags & socket.MSG_TRUNC
-        # the receives waited in the kernel; the sends found room at once
-        assert ops_submitted()["RECVMSG"] == 3
+            assert ops_submitted()["RECVMSG"] - before == 3
+            # a datagram already waiting is taken at once
+            await a.sendto(b"four", b.getsockname())
+            assert await b.recvfrom(100) == (b"four", a.getsockname())
+            assert ops_submitted()["RECVMSG"] - before == 3
 
     run(main)
 
@@ -849,29 +866,26 @@ def test_anyio_streams_on_trio_move_bytes_through_io_uring() -> None:
         assert ops.get(name, 0) >= 1, (name, ops)
 
 
-def test_receive_after_more_data_was_waiting_is_a_direct_recv() -> None:
+def test_data_already_waiting_is_taken_with_recv_and_waiting_is_a_RECV() -> None:
     async def main() -> None:
         a, b = trio.socket.socketpair()
         with a, b:
             await b.send(bytes(range(200)) * 50)  # 10,000 bytes waiting
             before = ops_submitted().get("RECV", 0)
             got = b""
-            with trio.testing.assert_checkpoints():
-                got += await a.recv(1000)
             while len(got) < 10_000:
                 with trio.testing.assert_checkpoints():
                     got += await a.recv(1000)
             assert got == bytes(range(200)) * 50
-            # the first RECV's CQE said more was waiting (SOCK_NONEMPTY):
-            # the other nine were recv(2) calls, each still a checkpoint
-            assert ops_submitted()["RECV"] - before == 1
+            # all taken with recv(2), each still a checkpoint
+            assert ops_submitted().get("RECV", 0) == before
             # the socket is empty now: the next receive waits in the kernel
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(a.recv, 1000)
                 await trio.testing.wait_all_tasks_blocked()
                 await b.send(b"x")
-            assert ops_submitted()["RECV"] - before == 2
-            # and a cancelled direct receive takes nothing
+            assert ops_submitted()["RECV"] - before == 1
+            # and a cancelled receive takes nothing
             await b.send(b"y" * 3000)
             assert await a.recv(1000) == b"y" * 1000
             with trio.CancelScope() as scope:

@@ -202,8 +202,6 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
     inside a trio_uring run (and through trio's own code elsewhere)."""
 
     _acceptor: _Acceptor | None = None
-    #: the last receive said more data was waiting: try recv(2) first
-    _data_waiting = False
 
     def _uring(self) -> UringIOManager | None:
         """The current run's manager, if this call should use io_uring."""
@@ -327,55 +325,77 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         fd = self._sock.fileno()
         return (m, fd) if fd >= 0 else None
 
+    # Every receive first asks the socket directly, as trio does: the data
+    # is usually there already when a busy connection comes back to receive
+    # (its peer answered while this task was sending and yielding), and one
+    # recv(2) costs far less than a RECV's trip through the ring.  The
+    # stdlib call also checks the arguments, with the stdlib's errors.  Only
+    # if it would block does the task park, on one io_uring request -- no
+    # readiness poll and no second system call.
+
     async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
-        """Like :meth:`socket.socket.recv`: an io_uring RECV into a provided
-        buffer, or -- when the previous receive said more data was waiting
-        (``IORING_CQE_F_SOCK_NONEMPTY``, or a full buffer) -- ``recv(2)`` at
-        once, as trio does, falling back to a RECV if it would block."""
+        """Like :meth:`socket.socket.recv`: ``recv(2)`` at once, or an io_uring
+        RECV into a provided buffer (no memory held while it waits)."""
         target = self._target(flags, _RECV_FLAGS)
-        if target is None or not _plain_int(buflen) or not buflen:
+        if target is None:
             return await super().recv(buflen, flags)  # type: ignore[no-any-return]
-        if self._data_waiting:
-            data = await self._now(self._sock.recv, buflen, flags)
-            if data is not None:
-                self._data_waiting = len(data) == buflen
-                return data  # type: ignore[no-any-return]
-        data, self._data_waiting = await _sockops.recv(*target, buflen, flags & _WAIT, self._sock.recv)
-        return data
+        data = await self._now(self._sock.recv, buflen, flags)
+        if data is not None:
+            return data  # type: ignore[no-any-return]
+        if not buflen:
+            return await super().recv(buflen, flags)  # type: ignore[no-any-return]
+        received, _more = await _sockops.recv(*target, buflen, flags & _WAIT, self._sock.recv)
+        return received
 
     async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         target = self._target(flags, _RECV_FLAGS)
-        pin = None if target is None else _pin_into(buffer, nbytes)
-        if target is None or pin is None:
-            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
-        return await _sockops.recv_into(*target, pin, pin.length, flags & _WAIT)
+        if target is not None:
+            n = await self._now(self._sock.recv_into, buffer, nbytes, flags)
+            if n is not None:
+                return int(n)
+            pin = _pin_into(buffer, nbytes)
+            if pin is not None:
+                return await _sockops.recv_into(*target, pin, pin.length, flags & _WAIT)
+        return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
 
     async def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
-        data, _anc, _flags, address = await self._recvmsg("recvfrom", bufsize, 0, flags)
-        return data, address
+        target = self._target(flags, _RECV_FLAGS)
+        if target is not None:
+            got = await self._now(self._sock.recvfrom, bufsize, flags)
+            if got is not None:
+                return got  # type: ignore[no-any-return]
+            if bufsize:
+                data, _anc, _flags, address = await self._recvmsg_uring(target, bufsize, 0, flags)
+                return data, address
+        return await super().recvfrom(bufsize, flags)  # type: ignore[no-any-return]
 
     async def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
         target = self._target(flags, _RECV_FLAGS)
-        pin = None if target is None else _pin_into(buffer, nbytes)
-        if target is None or pin is None:
-            return await super().recvfrom_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
-        nread, _anc, _flags, address = await _sockops.recvmsg(*target, [pin], 0, flags & _WAIT)
-        return nread, address
+        if target is not None:
+            got = await self._now(self._sock.recvfrom_into, buffer, nbytes, flags)
+            if got is not None:
+                return got  # type: ignore[no-any-return]
+            pin = _pin_into(buffer, nbytes)
+            if pin is not None:
+                nread, _anc, _flags, address = await _sockops.recvmsg(*target, [pin], 0, flags & _WAIT)
+                return nread, address
+        return await super().recvfrom_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
 
     async def recvmsg(
         self, bufsize: int, ancbufsize: int = 0, flags: int = 0, /
     ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
-        return await self._recvmsg("recvmsg", bufsize, ancbufsize, flags)
-
-    async def _recvmsg(
-        self, method: str, bufsize: int, ancbufsize: int, flags: int
-    ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
         target = self._target(flags, _RECV_FLAGS)
-        if target is None or not _plain_int(bufsize) or not bufsize or not _plain_int(ancbufsize):
-            if method == "recvfrom":
-                data, address = await super().recvfrom(bufsize, flags)
-                return data, [], 0, address
-            return await super().recvmsg(bufsize, ancbufsize, flags)  # type: ignore[no-any-return]
+        if target is not None:
+            got = await self._now(self._sock.recvmsg, bufsize, ancbufsize, flags)
+            if got is not None:
+                return got  # type: ignore[no-any-return]
+            if bufsize:
+                return await self._recvmsg_uring(target, bufsize, ancbufsize, flags)
+        return await super().recvmsg(bufsize, ancbufsize, flags)  # type: ignore[no-any-return]
+
+    async def _recvmsg_uring(
+        self, target: tuple[UringIOManager, int], bufsize: int, ancbufsize: int, flags: int
+    ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
         buf = bytearray(bufsize)
         n, ancdata, msg_flags, address = await _sockops.recvmsg(
             *target, [k.Buffer(buf, writable=True)], ancbufsize, flags & _WAIT
@@ -386,13 +406,16 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         self, buffers: Iterable[Any], ancbufsize: int = 0, flags: int = 0, /
     ) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
         target = self._target(flags, _RECV_FLAGS)
-        if target is not None and _plain_int(ancbufsize):
+        if target is not None:
             try:
                 buffers = list(buffers)
-                pins = [k.Buffer(b, writable=True) for b in buffers]
-            except (TypeError, BufferError):
+            except TypeError:
                 pass
             else:
+                got = await self._now(self._sock.recvmsg_into, buffers, ancbufsize, flags)
+                if got is not None:
+                    return got  # type: ignore[no-any-return]
+                pins = [k.Buffer(b, writable=True) for b in buffers]
                 return await _sockops.recvmsg(*target, pins, ancbufsize, flags & _WAIT)
         return await super().recvmsg_into(buffers, ancbufsize, flags)  # type: ignore[no-any-return]
 
