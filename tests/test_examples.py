@@ -18,6 +18,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("pipe_cancel.py", ["--bytes", "65536", "--seed", "1"], "arrived intact"),
         ("lowlevel_sockets.py", [], "cancelled while in flight: True"),
         ("cancel_storm.py", ["--connections", "4", "--seconds", "0.5"], "every byte checked"),
+        ("framing.py", [], "runs, 0 failing"),
     ],
 )
 def test_example_runs(script: str, args: list[str], expect: str) -> None:

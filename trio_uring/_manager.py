@@ -160,7 +160,7 @@ class _HasFileNo(Protocol):
 class Operation:
     """One request in flight: everything that must outlive the task's wait."""
 
-    __slots__ = ("callback", "closing", "fd", "flags", "keep", "raise_cancel", "res", "task", "user_data")
+    __slots__ = ("callback", "closing", "fd", "flags", "keep", "on_cqe", "raise_cancel", "res", "task", "user_data")
 
     def __init__(self, fd: int, task: Task | None, keep: object = None) -> None:
         self.user_data = 0
@@ -177,6 +177,18 @@ class Operation:
         self.closing = False
         #: for multishot requests: called with every CQE instead of waking a task
         self.callback: Callable[[int, int], None] | None = None
+        #: fault injection (trio_uring.testing): sees the final result first
+        #: and returns the result the task gets
+        self.on_cqe: Callable[[int], int] | None = None
+
+
+class FaultHook(Protocol):
+    """What :mod:`trio_uring.testing` plugs into a manager: it sees every
+    operation ``perform`` submits and may change what is submitted."""
+
+    def on_submit(
+        self, manager: UringIOManager, op: Operation, prep: Callable[..., None], args: tuple[int, ...]
+    ) -> tuple[Callable[..., None], tuple[int, ...]]: ...
 
 
 @attrs.define(eq=False)
@@ -308,6 +320,11 @@ class UringIOManager:
         self._wakeup_fd = self._wakeup.wakeup_sock.fileno()
         self._arm_wakeup()
         self._bufring: BufRing | None = None
+        #: trio_uring.testing's hook, if a fault plan is active in this thread
+        self.fault: FaultHook | None = getattr(installation.tls, "fault_hook", None)
+        #: every socket operation goes through the ring (no system call
+        #: first), so that each is an io_uring request (trio_uring.testing)
+        self.force_ring = self.fault is not None
         #: the ring has every opcode trio_uring's sockets submit
         self.socket_ops = not missing_opcodes(self._ring.probe(), SOCKET_OPCODES)
 
@@ -419,6 +436,8 @@ class UringIOManager:
             task = op.task
             if task is None:
                 continue  # orphaned: a poll whose waiter already left
+            if op.on_cqe is not None:
+                res = op.on_cqe(res)
             op.res = res
             op.flags = flags
             if op.keep is _POLL:
@@ -586,6 +605,8 @@ class UringIOManager:
                 raise trio.BusyResourceError("another task is already writing to this socket")
         op = Operation(fd, current_task(), keep)
         user_data = self._register(op)
+        if self.fault is not None:
+            prep, args = self.fault.on_submit(self, op, prep, args)
         prep(user_data, fd, *args)
         if state is not None:
             if slot == READER:

@@ -248,6 +248,11 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         fd = self._sock.fileno()
         if m is None or fd < 0:
             return await super().accept()  # type: ignore[no-any-return]
+        if m.force_ring:
+            # under trio_uring.testing: one ACCEPT request per call, so that
+            # each accept is an operation the faults can reach
+            new_fd, _address = await _sockops.accept(m, fd)
+            return self._adopt(new_fd)
         acceptor = self._acceptor
         if acceptor is None or acceptor.m is not m:
             # First accept, or the first of a new run (queued fds carry over).
@@ -339,7 +344,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         target = self._target(flags, _RECV_FLAGS)
         if target is None:
             return await super().recv(buflen, flags)  # type: ignore[no-any-return]
-        data = await self._now(self._sock.recv, buflen, flags)
+        data = await self._now(target[0], self._sock.recv, buflen, flags)
         if data is not None:
             return data  # type: ignore[no-any-return]
         if not buflen:
@@ -350,7 +355,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
     async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         target = self._target(flags, _RECV_FLAGS)
         if target is not None:
-            n = await self._now(self._sock.recv_into, buffer, nbytes, flags)
+            n = await self._now(target[0], self._sock.recv_into, buffer, nbytes, flags)
             if n is not None:
                 return int(n)
             pin = _pin_into(buffer, nbytes)
@@ -361,7 +366,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
     async def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
         target = self._target(flags, _RECV_FLAGS)
         if target is not None:
-            got = await self._now(self._sock.recvfrom, bufsize, flags)
+            got = await self._now(target[0], self._sock.recvfrom, bufsize, flags)
             if got is not None:
                 return got  # type: ignore[no-any-return]
             if bufsize:
@@ -372,7 +377,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
     async def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
         target = self._target(flags, _RECV_FLAGS)
         if target is not None:
-            got = await self._now(self._sock.recvfrom_into, buffer, nbytes, flags)
+            got = await self._now(target[0], self._sock.recvfrom_into, buffer, nbytes, flags)
             if got is not None:
                 return got  # type: ignore[no-any-return]
             pin = _pin_into(buffer, nbytes)
@@ -386,7 +391,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
     ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
         target = self._target(flags, _RECV_FLAGS)
         if target is not None:
-            got = await self._now(self._sock.recvmsg, bufsize, ancbufsize, flags)
+            got = await self._now(target[0], self._sock.recvmsg, bufsize, ancbufsize, flags)
             if got is not None:
                 return got  # type: ignore[no-any-return]
             if bufsize:
@@ -412,7 +417,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
             except TypeError:
                 pass
             else:
-                got = await self._now(self._sock.recvmsg_into, buffers, ancbufsize, flags)
+                got = await self._now(target[0], self._sock.recvmsg_into, buffers, ancbufsize, flags)
                 if got is not None:
                     return got  # type: ignore[no-any-return]
                 pins = [k.Buffer(b, writable=True) for b in buffers]
@@ -421,10 +426,13 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
 
     # ---- sending ------------------------------------------------------------------------
 
-    async def _now(self, call: Callable[..., Any], *args: Any) -> Any:
+    async def _now(self, m: UringIOManager, call: Callable[..., Any], *args: Any) -> Any:
         """The system call at once, as trio does: a cancel check, the call, a
         schedule point.  None if it would block (no schedule point yet: the
-        io_uring request that follows parks)."""
+        io_uring request that follows parks), or if every operation must be
+        an io_uring request (``m.force_ring``, under trio_uring.testing)."""
+        if m.force_ring:
+            return None
         await checkpoint_if_cancelled()
         try:
             result = call(*args)
@@ -445,7 +453,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         target = self._target(flags, _SEND_FLAGS)
         if target is None:
             return await super().send(data, flags)  # type: ignore[no-any-return]
-        sent = await self._now(self._sock.send, data, flags)
+        sent = await self._now(target[0], self._sock.send, data, flags)
         if sent is not None:
             return int(sent)
         # send(2) accepted the arguments, so the buffer can be pinned
@@ -492,12 +500,12 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         send: Callable[..., int],
         *args: Any,
     ) -> int:
-        sent = await self._now(send, *args)
+        target = self._target(flags, _SEND_FLAGS)
+        if target is None:  # pragma: no cover - checked by the callers
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        sent = await self._now(target[0], send, *args)
         if sent is not None:
             return int(sent)
-        target = self._target(flags, _SEND_FLAGS)
-        if target is None:  # the socket was closed meanwhile
-            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         # The system call accepted the arguments, so they pin and pack.
         pins = [k.Buffer(b, writable=False) for b in buffers]
         items, control_len = control_space(ancdata)
