@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from . import lowlevel
+from ._anyio import anyio_run
 from ._install import install, installed, is_installed, run, uninstall
 from ._manager import UringIOManager, UringStatistics
 from ._support import UnsupportedError, check_support, is_supported
@@ -17,6 +18,7 @@ __all__ = [
     "UnsupportedError",
     "UringIOManager",
     "UringStatistics",
+    "anyio_run",
     "check_support",
     "install",
     "installed",

@@ -98,6 +98,16 @@ def run(async_fn: Callable[..., Awaitable[RetT]], *args: object, **trio_run_kwar
     Raises :class:`UnsupportedError` (before running anything) if io_uring
     cannot be used here.  Other threads' ``trio.run`` calls are unaffected.
     """
+    with this_thread():
+        return trio.run(async_fn, *args, **trio_run_kwargs)
+
+
+@contextlib.contextmanager
+def this_thread() -> Iterator[None]:
+    """Every trio run that this thread starts inside the block is on io_uring
+    (one count of the installation, see the module docstring); other threads'
+    runs are unaffected.  What :func:`run` and :func:`trio_uring.anyio_run`
+    run inside."""
     check_machine()
     tls = installation.tls
     with installation.lock:
@@ -105,7 +115,7 @@ def run(async_fn: Callable[..., Awaitable[RetT]], *args: object, **trio_run_kwar
         _activate()
     tls.depth = getattr(tls, "depth", 0) + 1
     try:
-        return trio.run(async_fn, *args, **trio_run_kwargs)
+        yield
     finally:
         tls.depth -= 1
         with installation.lock:
