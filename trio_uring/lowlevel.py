@@ -69,16 +69,33 @@ __all__ = [
     "accept",
     "close",
     "connect",
+    "fallocate",
+    "fdatasync",
+    "fsync",
+    "ftruncate",
+    "linkat",
+    "mkdirat",
+    "openat",
+    "pread",
+    "pread_into",
+    "preadv",
+    "pwrite",
+    "pwritev",
     "recv",
     "recv_into",
     "recvfrom",
     "recvmsg",
     "recvmsg_into",
+    "renameat",
     "send",
     "sendmsg",
     "sendto",
     "shutdown",
     "sleep",
+    "splice",
+    "statx",
+    "symlinkat",
+    "unlinkat",
 ]
 
 
@@ -513,3 +530,25 @@ async def sleep(seconds: float) -> None:
         # -ETIME is how a TIMEOUT reports that its time is up.
         if exc.errno != errno.ETIME:
             raise
+
+
+# File operations (issue 4), at the end: _fileops uses the plumbing above.
+from ._fileops import (  # noqa: E402
+    fallocate,
+    fdatasync,
+    fsync,
+    ftruncate,
+    linkat,
+    mkdirat,
+    openat,
+    pread,
+    pread_into,
+    preadv,
+    pwrite,
+    pwritev,
+    renameat,
+    splice,
+    statx,
+    symlinkat,
+    unlinkat,
+)
