@@ -1,14 +1,51 @@
-"""pytest plugin (entry point ``pytest11``): ``pytest --trio-uring`` runs every
-trio run of the session (pytest-trio tests, anyio's trio backend, plain
-``trio.run``) on io_uring."""
+"""pytest plugin (entry point ``pytest11``): trio test runs on io_uring.
+
+- ``pytest --trio-uring`` calls :func:`trio_uring.install` when pytest starts
+  and :func:`trio_uring.uninstall` when it ends.  Every trio run of the
+  session then uses io_uring: pytest-trio tests (``@pytest.mark.trio``, trio
+  mode), anyio-plugin tests on the ``"trio"`` backend, and plain
+  ``trio.run`` calls in tests.
+- ``@pytest.mark.trio_uring`` puts one test (or a class or module, through
+  ``pytestmark``) on io_uring without the option: the plugin installs
+  trio_uring for that test's setup, call and teardown.
+
+Where io_uring cannot be used, both fail with the
+:class:`~trio_uring.UnsupportedError` message: ``--trio-uring`` stops pytest
+with a usage error, and a marked test fails.  Two options change that:
+
+- ``--trio-uring-skip-unsupported`` skips, with that message, the tests that
+  would have run on io_uring: the marked tests and, under ``--trio-uring``,
+  the pytest-trio tests and the anyio tests on the trio backend.  Other tests
+  run as usual, on trio's own backend.
+- ``--trio-uring-fallback`` runs them on trio's own backend instead, with a
+  ``RuntimeWarning`` that names the cause.
+
+At the end of the session (with ``--trio-uring`` or after a marked test) the
+terminal summary counts the trio runs that used io_uring and those that used
+trio's own backend.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import pytest
 
-from ._install import install, uninstall
+from ._install import install, is_installed, uninstall
 from ._manager import installation
-from ._support import UnsupportedError
+from ._support import UnsupportedError, check_support
+
+#: why io_uring cannot be used, found at startup (``--trio-uring`` with
+#: ``--trio-uring-skip-unsupported``): every test that would use it skips
+_SESSION_UNSUPPORTED = pytest.StashKey[str]()
+#: why io_uring cannot be used for this marked test
+_ITEM_UNSUPPORTED = pytest.StashKey[str]()
+#: this test is marked to be skipped (--trio-uring-skip-unsupported)
+_ITEM_SKIPPED = pytest.StashKey[bool]()
+#: a marked test ran, so the summary is worth printing
+_MARKED_RAN = pytest.StashKey[bool]()
+
+MARKER = "trio_uring"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -23,23 +60,134 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--trio-uring-fallback",
         action="store_true",
         default=False,
-        help="with --trio-uring: where io_uring is unavailable, warn and use trio's own backend",
+        help="where io_uring is unavailable, warn and use trio's own backend "
+        "(for --trio-uring and @pytest.mark.trio_uring tests)",
+    )
+    group.addoption(
+        "--trio-uring-skip-unsupported",
+        action="store_true",
+        default=False,
+        help="where io_uring is unavailable, skip the tests that would use it, with the reason "
+        "(for --trio-uring and @pytest.mark.trio_uring tests)",
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}: run this test's trio runs on io_uring (trio_uring.install() for its setup, call and teardown)",
+    )
+    fallback = bool(config.getoption("--trio-uring-fallback"))
+    skip = bool(config.getoption("--trio-uring-skip-unsupported"))
+    if fallback and skip:
+        raise pytest.UsageError("--trio-uring-fallback and --trio-uring-skip-unsupported exclude each other")
     if not config.getoption("--trio-uring"):
         return
-    fallback = bool(config.getoption("--trio-uring-fallback"))
     try:
         install(fallback=fallback)
     except UnsupportedError as exc:
-        raise pytest.UsageError(f"--trio-uring: {exc}") from exc
+        if not skip:
+            raise pytest.UsageError(f"--trio-uring: {exc}") from exc
+        config.stash[_SESSION_UNSUPPORTED] = str(exc)
+        return
     config.add_cleanup(uninstall)
 
 
+def _anyio_backend_name(value: object) -> str | None:
+    """The backend name in an ``anyio_backend`` value: ``"trio"`` or ``("trio", {...})``."""
+    if isinstance(value, tuple) and value:
+        value = value[0]
+    return value if isinstance(value, str) else None
+
+
+def _uses_trio(item: pytest.Item) -> bool | None:
+    """Whether ``item`` runs trio: a pytest-trio test, or an anyio test on the
+    trio backend.  None where only its fixtures can tell (an ``anyio_backend``
+    fixture that is not parametrized)."""
+    if item.get_closest_marker("trio") is not None:
+        return True
+    if "anyio_backend" not in getattr(item, "fixturenames", ()):
+        return False
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "anyio_backend" not in callspec.params:
+        return None
+    return _anyio_backend_name(callspec.params["anyio_backend"]) == "trio"
+
+
+def _unsupported(item: pytest.Item, reason: str) -> None:
+    if item.config.getoption("--trio-uring-skip-unsupported"):
+        pytest.skip(f"trio_uring: {reason}")
+    pytest.fail(f"trio_uring: {reason}", pytrace=False)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-trio's trio mode has marked its tests
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --trio-uring-skip-unsupported where io_uring is unavailable, mark
+    the tests that would use it to be skipped (reported at their location)."""
+    if not config.getoption("--trio-uring-skip-unsupported"):
+        return
+    session_reason = config.stash.get(_SESSION_UNSUPPORTED, None)
+    marker_reason: str | None = None
+    if not is_installed() and any(item.get_closest_marker(MARKER) is not None for item in items):
+        try:
+            check_support()
+        except UnsupportedError as exc:
+            marker_reason = str(exc)
+    for item in items:
+        if item.get_closest_marker(MARKER) is not None:
+            reason = marker_reason or session_reason
+        elif _uses_trio(item):
+            reason = session_reason
+        else:
+            continue
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=f"trio_uring: {reason}"))
+            item.stash[_ITEM_SKIPPED] = True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """A marked test is on io_uring from its setup to its teardown."""
+    if item.get_closest_marker(MARKER) is None or is_installed() or _ITEM_SKIPPED in item.stash:
+        return (yield)
+    item.config.stash[_MARKED_RAN] = True
+    try:
+        installed_now = install(fallback=bool(item.config.getoption("--trio-uring-fallback")))
+    except UnsupportedError as exc:
+        item.stash[_ITEM_UNSUPPORTED] = str(exc)
+        return (yield)
+    try:
+        return (yield)
+    finally:
+        if installed_now:
+            uninstall()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A marked test that cannot have io_uring fails (or skips) before its fixtures."""
+    reason = item.stash.get(_ITEM_UNSUPPORTED, None)
+    if reason is not None:
+        _unsupported(item, reason)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """An anyio test whose backend only its (unparametrized) ``anyio_backend``
+    fixture knows: skipped once the fixture has said "trio"."""
+    reason = item.config.stash.get(_SESSION_UNSUPPORTED, None)
+    if reason is None or not item.config.getoption("--trio-uring-skip-unsupported") or _uses_trio(item) is not None:
+        return
+    if _anyio_backend_name(getattr(item, "funcargs", {}).get("anyio_backend")) == "trio":
+        pytest.skip(f"trio_uring: {reason}")
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    if not config.getoption("--trio-uring"):
+    reason = config.stash.get(_SESSION_UNSUPPORTED, None)
+    if reason is not None:
+        terminalreporter.write_line(f"trio_uring: tests that use trio were skipped: {reason}")
+        return
+    if not config.getoption("--trio-uring") and not config.stash.get(_MARKED_RAN, False):
         return
     made = installation.constructed
     terminalreporter.write_line(
