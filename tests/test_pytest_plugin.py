@@ -143,6 +143,10 @@ async def test_fixture_backend():
 SECCOMP_PYTEST = SECCOMP_HELPER + f"\ndeny_io_uring({errno.EPERM})\nimport pytest, sys\nsys.exit(pytest.main())\n"
 
 
+#: what TESTS print on trio's own backend
+ON_EPOLL = {"pytest_trio": "epoll", "anyio": "epoll", "plain": "epoll", "no_trio": "none"}
+
+
 def backends(result: pytest.RunResult) -> dict[str, tuple[str, int]]:
     found = {}
     for line in result.outlines:
@@ -183,12 +187,7 @@ def test_option_puts_every_trio_run_on_io_uring(common: pytest.Pytester) -> None
 
     result = run_pytest(common)
     result.assert_outcomes(passed=5)
-    assert {name: backend for name, (backend, _) in backends(result).items()} == {
-        "pytest_trio": "epoll",
-        "anyio": "epoll",
-        "plain": "epoll",
-        "no_trio": "none",
-    }
+    assert {name: backend for name, (backend, _) in backends(result).items()} == ON_EPOLL
     assert "trio_uring:" not in result.stdout.str()
 
 
@@ -265,12 +264,7 @@ def test_option_without_io_uring_can_skip(common: pytest.Pytester) -> None:
 def test_option_without_io_uring_can_fall_back(common: pytest.Pytester) -> None:
     result = run_pytest_without_io_uring(common, "--trio-uring", "--trio-uring-fallback")
     result.assert_outcomes(passed=5)
-    assert {name: backend for name, (backend, _) in backends(result).items()} == {
-        "pytest_trio": "epoll",
-        "anyio": "epoll",
-        "plain": "epoll",
-        "no_trio": "none",
-    }
+    assert {name: backend for name, (backend, _) in backends(result).items()} == ON_EPOLL
     result.stderr.fnmatch_lines(
         [f"*RuntimeWarning: trio_uring not installed, trio's own backend stays in use: {UNAVAILABLE}"]
     )
