@@ -117,6 +117,8 @@ _SEND_FLAGS: Final = int(
     | _DONTWAIT
 )
 _WAIT: Final = ~_DONTWAIT
+_NOT_RECV_FLAGS: Final = ~_RECV_FLAGS
+_NOT_SEND_FLAGS: Final = ~_SEND_FLAGS
 _INET: Final = (_stdlib_socket.AF_INET, _stdlib_socket.AF_INET6)
 _F_MORE: Final = k.IORING_CQE_F_MORE
 #: Accepted connections queued (no accept() waiting) before the multishot
@@ -341,15 +343,28 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
     async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
         """Like :meth:`socket.socket.recv`: ``recv(2)`` at once, or an io_uring
         RECV into a provided buffer (no memory held while it waits)."""
-        target = self._target(flags, _RECV_FLAGS)
-        if target is None:
+        # The hottest path of all (SocketStream.receive_some): _target and
+        # _now written out.
+        m = self._uring()
+        sock = self._sock
+        if m is None or type(flags) is not int or flags & _NOT_RECV_FLAGS:
             return await super().recv(buflen, flags)  # type: ignore[no-any-return]
-        data = await self._now(target[0], self._sock.recv, buflen, flags)
-        if data is not None:
-            return data  # type: ignore[no-any-return]
-        if not buflen:
+        if not m.force_ring:
+            await checkpoint_if_cancelled()
+            try:
+                data: bytes = sock.recv(buflen, flags)
+            except BlockingIOError:
+                pass
+            except BaseException:
+                await cancel_shielded_checkpoint()
+                raise
+            else:
+                await cancel_shielded_checkpoint()
+                return data
+        fd = sock.fileno()
+        if not buflen or fd < 0:
             return await super().recv(buflen, flags)  # type: ignore[no-any-return]
-        received, _more = await _sockops.recv(*target, buflen, flags & _WAIT, self._sock.recv)
+        received, _more = await _sockops.recv(m, fd, buflen, flags & _WAIT, sock.recv)
         return received
 
     async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
@@ -450,14 +465,28 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         full does the task park on an io_uring SEND, which sends as soon as
         there is room.  A send that waits until the end of the scheduler
         tick would hold every reply back until the whole tick has run."""
-        target = self._target(flags, _SEND_FLAGS)
-        if target is None:
+        # Hot (SocketStream.send_all): _target and _now written out.
+        m = self._uring()
+        sock = self._sock
+        if m is None or type(flags) is not int or flags & _NOT_SEND_FLAGS:
             return await super().send(data, flags)  # type: ignore[no-any-return]
-        sent = await self._now(target[0], self._sock.send, data, flags)
-        if sent is not None:
-            return int(sent)
-        # send(2) accepted the arguments, so the buffer can be pinned
-        return await _sockops.send(*target, k.Buffer(data, writable=False), flags & _WAIT)
+        if not m.force_ring:
+            await checkpoint_if_cancelled()
+            try:
+                sent: int = sock.send(data, flags)
+            except BlockingIOError:
+                pass
+            except BaseException:
+                await cancel_shielded_checkpoint()
+                raise
+            else:
+                await cancel_shielded_checkpoint()
+                return sent
+        fd = sock.fileno()
+        if fd < 0:
+            return await super().send(data, flags)  # type: ignore[no-any-return]
+        # send(2) accepted the arguments (or, under force_ring, we pin them)
+        return await _sockops.send(m, fd, k.Buffer(data, writable=False), flags & _WAIT)
 
     async def sendto(self, *args: Any) -> int:
         """Like :meth:`socket.socket.sendto`: ``sendto(2)`` at once, an
