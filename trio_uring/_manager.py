@@ -699,13 +699,18 @@ class UringIOManager:
         wakeup_live = True
         while True:
             ring.submit_and_wait(0.05, 1)
-            for user_data, _res, flags in ring.reap():
+            for user_data, res, flags in ring.reap():
                 if user_data == _WAKEUP:
                     wakeup_live = bool(flags & _F_MORE)
                     continue
                 op = self._ops.get(user_data)
                 if op is not None and not flags & _F_MORE:
                     del self._ops[user_data]
+                if op is not None and op.callback is not None:
+                    # A multishot CQE no tick delivered (in plain/coop mode a
+                    # multishot ACCEPT can post one before our cancel): its
+                    # owner must get it, or an accepted fd would leak.
+                    op.callback(res, flags)
             if (not self._ops and not wakeup_live) or time.monotonic() > deadline:
                 return
             if self._ops or wakeup_live:
