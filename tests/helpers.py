@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import resource
+import select
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import pytest
 import trio
 import trio.lowlevel
 
@@ -89,3 +96,113 @@ def run_child(code: str, timeout: float = 60) -> str:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=False)
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+def rss_kib() -> int:
+    """This process's resident set size, in KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+@contextlib.contextmanager
+def nofile_at_least(n: int) -> Iterator[None]:
+    """Raise this process's soft RLIMIT_NOFILE to ``n`` (never above the hard
+    limit: skip the test if that is too low), restoring it afterwards."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if n > hard:
+        pytest.skip(f"needs {n} file descriptors; the hard RLIMIT_NOFILE is {hard}")
+    if n > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+class ServerChild:
+    """``tests/reliability_server.py`` in a child process: an echo server on
+    trio_uring that reports its own fds, RSS and io_uring state on request.
+    Every read from it has a deadline, so a hung server fails the test."""
+
+    def __init__(self, *args: str, timeout: float = 60) -> None:
+        self.timeout = timeout
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reliability_server.py")
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self.proc = subprocess.Popen(
+            [sys.executable, script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr
+        )
+        self._buffered = b""
+        hello = self._read()
+        self.port: int = hello["port"]
+        self.nofile: int = hello["nofile"]
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + self.timeout
+        while b"\n" not in self._buffered:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise AssertionError(f"the server did not answer within {self.timeout} s{self._stderr()}")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise AssertionError(f"the server exited ({self.proc.wait()}){self._stderr()}")
+            self._buffered += chunk
+        line, self._buffered = self._buffered.split(b"\n", 1)
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def _stderr(self) -> str:
+        self.stderr.seek(0)
+        return "\nstderr:\n" + self.stderr.read().decode(errors="replace")
+
+    def stats(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"stats\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60) -> dict[str, Any]:
+        """Poll ``stats()`` until ``predicate`` holds (failing after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            s = self.stats()
+            if predicate(s):
+                return s
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server never got there: {s}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(b"quit\n")
+                self.proc.stdin.close()
+                self.proc.wait(timeout=self.timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self.stderr.close()
+
+    def __enter__(self) -> ServerChild:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def io_uring_fds() -> list[int]:
+    """This process's fds that are io_uring instances."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[io_uring]":
+                found.append(int(name))
+    return found
