@@ -23,17 +23,28 @@ with a usage error, and a marked test fails.  Two options change that:
 At the end of the session (with ``--trio-uring`` or after a marked test) the
 terminal summary counts the trio runs that used io_uring and those that used
 trio's own backend.
+
+Fault injection (:mod:`trio_uring.testing`) from pytest:
+
+- ``@pytest.mark.trio_uring_faults(short_io=1, errno_for={...}, seed=0)``
+  runs the test's call phase inside :func:`trio_uring.testing.faults` with
+  those arguments (its trio runs must be on io_uring: combine it with
+  ``@pytest.mark.trio_uring`` or ``--trio-uring``);
+- the ``trio_uring_sweep`` fixture is :func:`trio_uring.testing.sweep`
+  that raises ``AssertionError`` listing the failing runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
 
 import pytest
 
 from ._install import install, is_installed, uninstall
 from ._manager import installation
 from ._support import UnsupportedError, check_support
+from .testing import SweepReport, faults, sweep
 
 #: why io_uring cannot be used, found at startup (``--trio-uring`` with
 #: ``--trio-uring-skip-unsupported``): every test that would use it skips
@@ -46,6 +57,7 @@ _ITEM_SKIPPED = pytest.StashKey[bool]()
 _MARKED_RAN = pytest.StashKey[bool]()
 
 MARKER = "trio_uring"
+FAULTS_MARKER = "trio_uring_faults"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -76,6 +88,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}: run this test's trio runs on io_uring (trio_uring.install() for its setup, call and teardown)",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{FAULTS_MARKER}(short_io=None, errno_at=None, errno_for=None, seed=0): "
+        "inject faults into this test's trio_uring runs (trio_uring.testing.faults)",
     )
     fallback = bool(config.getoption("--trio-uring-fallback"))
     skip = bool(config.getoption("--trio-uring-skip-unsupported"))
@@ -171,15 +188,39 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _unsupported(item, reason)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_call(item: pytest.Item) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     """An anyio test whose backend only its (unparametrized) ``anyio_backend``
-    fixture knows: skipped once the fixture has said "trio"."""
+    fixture knows: skipped once the fixture has said "trio".  And
+    ``@pytest.mark.trio_uring_faults(...)``: the call phase under faults()."""
     reason = item.config.stash.get(_SESSION_UNSUPPORTED, None)
-    if reason is None or not item.config.getoption("--trio-uring-skip-unsupported") or _uses_trio(item) is not None:
-        return
-    if _anyio_backend_name(getattr(item, "funcargs", {}).get("anyio_backend")) == "trio":
+    if (
+        reason is not None
+        and item.config.getoption("--trio-uring-skip-unsupported")
+        and _uses_trio(item) is None
+        and _anyio_backend_name(getattr(item, "funcargs", {}).get("anyio_backend")) == "trio"
+    ):
         pytest.skip(f"trio_uring: {reason}")
+    marker = item.get_closest_marker(FAULTS_MARKER)
+    if marker is None:
+        return (yield)
+    if marker.args:
+        raise pytest.UsageError(f"@pytest.mark.{FAULTS_MARKER} takes keyword arguments only")
+    with faults(**marker.kwargs):
+        return (yield)
+
+
+@pytest.fixture
+def trio_uring_sweep() -> Callable[..., SweepReport]:
+    """:func:`trio_uring.testing.sweep`, raising ``AssertionError`` that lists
+    every failing run (call it from a synchronous test)."""
+
+    def run_sweep(body: Callable[..., Awaitable[object]], *args: object, **kwargs: Any) -> SweepReport:
+        report = sweep(body, *args, **kwargs)
+        report.raise_for_failures()
+        return report
+
+    return run_sweep
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
