@@ -19,6 +19,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("lowlevel_sockets.py", [], "cancelled while in flight: True"),
         ("cancel_storm.py", ["--connections", "4", "--seconds", "0.5"], "every byte checked"),
         ("framing.py", [], "runs, 0 failing"),
+        ("http_server.py", ["--selftest"], "selftest passed"),
+        ("anyio_echo.py", ["--connections", "3", "--messages", "20"], "io_statistics.backend: io_uring"),
+        ("anyio_echo.py", ["--how", "installed", "--messages", "20"], "io_statistics.backend: io_uring"),
+        ("anyio_echo.py", ["--how", "run", "--messages", "20"], "io_statistics.backend: io_uring"),
     ],
 )
 def test_example_runs(script: str, args: list[str], expect: str) -> None:
