@@ -5,8 +5,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 BENCH_STAMP := $(VENV)/.installed-bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+DOCS_STAMP := $(VENV)/.installed-docs-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test unit conformance lint typecheck clean bench bench-quick
+.PHONY: demo test unit conformance lint typecheck docs clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +22,18 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
+# Sphinx and MyST on top of the test venv
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,docs]'
+	touch $(DOCS_STAMP)
+
 ## make demo: the support report, then an echo server and client on io_uring
 demo: $(STAMP)
 	$(PY) -m trio_uring
 	$(PY) examples/echo.py
 
-## make test: lint, types, our tests, and trio's own suite on io_uring vs stock
-test: $(STAMP) lint typecheck unit conformance
+## make test: lint, types, the docs (warning-free), our tests, and trio's own suite on io_uring vs stock
+test: $(STAMP) lint typecheck docs unit conformance
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests
@@ -42,6 +48,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict trio_uring
 
+## make docs: the Sphinx HTML (docs/_build/html/index.html); a warning fails the build
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -E -q -b html docs docs/_build/html
+
 ## make bench: stock trio vs trio_uring side by side (docs/benchmarks.md): a table,
 ## benchmarks/results/latest.json and docs/_static/benchmarks.png
 bench: $(BENCH_STAMP)
@@ -52,4 +62,4 @@ bench-quick: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py --quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info docs/_build
