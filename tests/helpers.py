@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import gc
+import json
 import os
 import resource
 import select
@@ -21,6 +21,7 @@ import trio
 import trio.lowlevel
 
 import trio_uring
+from trio_uring._manager import UringIOManager
 
 #: ``make stress`` sets this to scale the load and cancellation tests up.
 STRESS = int(os.environ.get("TRIO_URING_STRESS", "1"))
@@ -211,3 +212,29 @@ def io_uring_fds() -> list[int]:
             if os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[io_uring]":
                 found.append(int(name))
     return found
+
+
+def manager() -> UringIOManager:
+    m = trio._core._run.GLOBAL_RUN_CONTEXT.runner.io_manager
+    assert isinstance(m, UringIOManager)
+    return m
+
+
+def requests_and_records(m: UringIOManager) -> tuple[int, int]:
+    """The io_uring requests in flight, and the per-fd records that hold a
+    waiter or a request (an empty record is kept for the fd's next
+    operation until it is closed), leaving out trio's own run_sync_soon
+    task, whose readiness wait on its wake-up socket comes and goes."""
+    system = {op.fd for op in m._ops.values() if op.task is not None and "run_sync_soon" in op.task.name}
+    ops = sum(op.fd not in system for op in m._ops.values())
+    return ops, sum(fd not in system and not state.empty() for fd, state in m._fds.items())
+
+
+@contextlib.contextmanager
+def nothing_left_behind() -> Iterator[None]:
+    """Inside a run: the fds, the io_uring requests in flight and the
+    manager's per-fd records are what they were before the block."""
+    m = manager()
+    before = (fd_count(), *requests_and_records(m))
+    yield
+    assert (fd_count(), *requests_and_records(m)) == before, (m._ops, m._fds)

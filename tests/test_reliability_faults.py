@@ -16,7 +16,6 @@ a receive, EOF one way, EPIPE, EMFILE on one ``accept``, one client backing
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -45,16 +44,21 @@ from trio_uring import _manager
 from trio_uring import lowlevel as ll
 from trio_uring._manager import UringIOManager
 
-from .helpers import STRESS, fd_count, fill, io_uring_fds, nofile_at_least, ops_submitted, run, run_child
+from .helpers import (
+    STRESS,
+    fd_count,
+    fill,
+    io_uring_fds,
+    manager,
+    nofile_at_least,
+    nothing_left_behind,
+    ops_submitted,
+    run,
+    run_child,
+)
 
 PATTERN = bytes(random.Random(7).randbytes(1 << 20))
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
-
-
-def manager() -> UringIOManager:
-    m = trio._core._run.GLOBAL_RUN_CONTEXT.runner.io_manager
-    assert isinstance(m, UringIOManager)
-    return m
 
 
 async def tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
@@ -66,25 +70,6 @@ async def tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
         await client.connect(listener.getsockname())
         server, _ = await listener.accept()
     return trio.SocketStream(client), trio.SocketStream(server)
-
-
-def requests_and_records(m: UringIOManager) -> tuple[int, int]:
-    """The io_uring requests in flight and per-fd records, leaving out trio's
-    own run_sync_soon task, whose readiness wait on its wake-up socket comes
-    and goes."""
-    system = {op.fd for op in m._ops.values() if op.task is not None and "run_sync_soon" in op.task.name}
-    ops = sum(op.fd not in system for op in m._ops.values())
-    return ops, sum(fd not in system for fd in m._fds)
-
-
-@contextlib.contextmanager
-def nothing_left_behind() -> Iterator[None]:
-    """Inside a run: the fds, the io_uring requests in flight and the
-    manager's per-fd records are what they were before the block."""
-    m = manager()
-    before = (fd_count(), *requests_and_records(m))
-    yield
-    assert (fd_count(), *requests_and_records(m)) == before, (m._ops, m._fds)
 
 
 # ---- peer resets and half-closed connections ---------------------------------------------

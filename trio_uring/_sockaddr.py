@@ -11,6 +11,7 @@ trio_uring runs on, see ``_support.check_machine``).
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import socket
 import struct
@@ -69,7 +70,7 @@ def pack_sockaddr(family: int, address: Any, buf: memoryview) -> int:
         path = os.fsencode(address)
         abstract = path[:1] == b"\0"
         if len(path) > _SUN_PATH_MAX or (not abstract and len(path) >= _SUN_PATH_MAX):
-            raise OSError(errno.ENAMETOOLONG, "AF_UNIX path too long")
+            raise OSError("AF_UNIX path too long")  # the stdlib's error: no errno
         struct.pack_into("<H", buf, 0, socket.AF_UNIX)
         buf[_SUN_PATH_OFFSET : _SUN_PATH_OFFSET + len(path)] = path
         return _SUN_PATH_OFFSET + len(path)
@@ -189,6 +190,21 @@ class MsgMemory:
         return parse_ancillary(self.mem.view[start : start + min(controllen, self.control_len)])
 
 
+_C_INT_MAX: Final = (1 << 31) - 1
+
+
+def c_int(value: object) -> int:
+    """``value`` as a C int, with the stdlib's errors (TypeError,
+    OverflowError); a value that does not fit would otherwise fail inside
+    ``struct.pack_into``, after a request was registered."""
+    n = operator.index(value)  # type: ignore[arg-type]
+    if n > _C_INT_MAX:
+        raise OverflowError("signed integer is greater than maximum")
+    if n < -_C_INT_MAX - 1:
+        raise OverflowError("signed integer is less than minimum")
+    return n
+
+
 def control_space(ancdata: Iterable[tuple[int, int, Any]]) -> tuple[list[tuple[int, int, Any]], int]:
     """Check ancillary data as ``socket.sendmsg`` does; return it as a list
     with the control-buffer size it needs."""
@@ -199,8 +215,8 @@ def control_space(ancdata: Iterable[tuple[int, int, Any]]) -> tuple[list[tuple[i
             level, type_, data = item
         except (TypeError, ValueError):
             raise TypeError("[sendmsg() ancillary data items]() argument must be sequence of length 3") from None
-        level = int(level)
-        type_ = int(type_)
+        level = c_int(level)
+        type_ = c_int(type_)
         n = memoryview(data).nbytes
         items.append((level, type_, data))
         space += socket.CMSG_SPACE(n)

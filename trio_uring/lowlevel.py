@@ -53,6 +53,7 @@ import math
 import operator
 import os
 import socket
+import sys
 from collections.abc import Iterable
 from typing import Any, Final, NoReturn, Protocol, overload
 
@@ -62,7 +63,7 @@ import trio.lowlevel
 from . import _kernel as k
 from . import _sockops
 from ._manager import UringIOManager
-from ._sockaddr import SOCKADDR_MAX, control_space, pack_sockaddr
+from ._sockaddr import SOCKADDR_MAX, c_int, control_space, pack_sockaddr
 from ._support import UnsupportedError
 
 __all__ = [
@@ -143,22 +144,49 @@ async def _raise_at_checkpoint(exc: BaseException) -> NoReturn:
     raise exc
 
 
+def _msg_flags(flags: object) -> int:
+    """MSG_* flags as the stdlib takes them (a C int), for the SQE's u32.
+    MSG_DONTWAIT is dropped: these functions wait, as trio's socket methods
+    do (and trio_uring's UringSocket), instead of failing with EAGAIN."""
+    return c_int(flags) & _FLAGS_KEPT
+
+
+_FLAGS_KEPT: Final = 0xFFFFFFFF & ~int(socket.MSG_DONTWAIT)
+
+
 def _fileno(sock: FileDescriptorLike) -> int:
     if isinstance(sock, int):
-        return sock
+        return c_int(sock)
     fileno = getattr(sock, "fileno", None)
     if fileno is None:
         raise TypeError(f"expected an int file descriptor or an object with fileno(), not {type(sock).__name__!r}")
     fd = fileno()
     if not isinstance(fd, int):
         raise TypeError(f"fileno() returned {type(fd).__name__!r}, not int")
-    return fd
+    return c_int(fd)
 
 
-def _nbytes(nbytes: int, what: str) -> int:
-    n = operator.index(nbytes)  # TypeError for non-integers, as the stdlib
+# Arguments are checked in the stdlib's order: every argument converted to
+# its C type first (TypeError, OverflowError), then the values (ValueError).
+
+
+def _ssize(value: object) -> int:
+    """``value`` as a C ssize_t (TypeError for non-integers, as the stdlib)."""
+    n = operator.index(value)  # type: ignore[arg-type]
+    if not -sys.maxsize - 1 <= n <= sys.maxsize:
+        raise OverflowError("Python int too large to convert to C ssize_t")
+    return n
+
+
+def _nonnegative(n: int, what: str) -> int:
     if n < 0:
         raise ValueError(f"negative buffersize in {what}")
+    return n
+
+
+def _ancbufsize(n: int) -> int:
+    if not 0 <= n <= 0x7FFFFFFF:  # the stdlib's limit (a socklen_t)
+        raise ValueError("invalid ancillary data buffer length")
     return n
 
 
@@ -177,6 +205,8 @@ def _family(sock: FileDescriptorLike, fd: int) -> int:
     family = getattr(sock, "family", None)
     if isinstance(family, int):
         return family
+    if fd < 0:  # as the system calls answer (socket.socket would say ValueError)
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
     # socket.socket(fileno=...) asks the kernel (SO_DOMAIN) and takes over
     # the fd; detach() gives it back without closing it.
     probe = socket.socket(fileno=fd)
@@ -194,8 +224,9 @@ def _is_numeric(family: int, host: object) -> bool:
         return False
     try:
         socket.inet_pton(family, host)
-    except (OSError, ValueError):
+    except OSError:
         return False
+    # (a NUL in the host raises ValueError here, as in trio's own resolution)
     return True
 
 
@@ -251,7 +282,9 @@ async def recv(sock: FileDescriptorLike, nbytes: int, flags: int = 0) -> bytes:
     m = _manager("RECV")
     try:
         fd = _fileno(sock)
-        n = _nbytes(nbytes, "recv")
+        n = _ssize(nbytes)
+        flags = _msg_flags(flags)
+        _nonnegative(n, "recv")
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     if n == 0:
@@ -274,8 +307,9 @@ async def recv_into(sock: FileDescriptorLike, buffer: Any, nbytes: int = 0, flag
     try:
         fd = _fileno(sock)
         pin = _pin_writable(buffer, "recv_into")
-        n = _nbytes(nbytes, "recv_into")
-        if n == 0:
+        n = _ssize(nbytes)
+        flags = _msg_flags(flags)
+        if _nonnegative(n, "recv_into") == 0:
             n = pin.length
         elif n > pin.length:
             raise ValueError("buffer too small for requested bytes")
@@ -295,7 +329,9 @@ async def recvfrom(sock: FileDescriptorLike, nbytes: int, flags: int = 0) -> tup
     m = _manager("RECVMSG")
     try:
         fd = _fileno(sock)
-        n = _nbytes(nbytes, "recvfrom")
+        n = _ssize(nbytes)
+        flags = _msg_flags(flags)
+        _nonnegative(n, "recvfrom")
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     buf = bytearray(n)
@@ -313,8 +349,12 @@ async def recvmsg(
     m = _manager("RECVMSG")
     try:
         fd = _fileno(sock)
-        n = _nbytes(bufsize, "recvmsg")
-        anc = _nbytes(ancbufsize, "recvmsg")
+        n = _ssize(bufsize)
+        anc = _ssize(ancbufsize)
+        flags = _msg_flags(flags)
+        if n < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        _ancbufsize(anc)
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     buf = bytearray(n)
@@ -330,8 +370,10 @@ async def recvmsg_into(
     m = _manager("RECVMSG")
     try:
         fd = _fileno(sock)
+        anc = _ssize(ancbufsize)
+        flags = _msg_flags(flags)
         pins = [_pin_writable(b, "recvmsg_into") for b in buffers]
-        anc = _nbytes(ancbufsize, "recvmsg_into")
+        _ancbufsize(anc)
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     return await _sockops.recvmsg(m, fd, pins, anc, flags)
@@ -363,6 +405,7 @@ async def send(sock: FileDescriptorLike, data: Any, flags: int = 0) -> int:
     try:
         fd = _fileno(sock)
         pin = k.Buffer(data, writable=False)
+        flags = _msg_flags(flags)
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     return await _sockops.send(m, fd, pin, flags)
@@ -384,13 +427,17 @@ async def sendto(sock: FileDescriptorLike, data: Any, *args: Any) -> int:
         if len(args) == 1:
             flags, address = 0, args[0]
         elif len(args) == 2:
-            flags, address = int(args[0]), args[1]
+            flags, address = args
         else:
             raise TypeError(f"sendto() takes 3 or 4 arguments ({2 + len(args)} given)")
         fd = _fileno(sock)
-        pin = k.Buffer(data, writable=False)
         family = _family(sock, fd)
+        # trio's order: the address is resolved first, then the stdlib
+        # checks the data, the flags and the resolved address
         resolved = await _resolve(sock, fd, family, address)
+        pin = k.Buffer(data, writable=False)
+        flags = _msg_flags(flags)
+        pack_sockaddr(family, resolved, memoryview(bytearray(SOCKADDR_MAX)))
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     return await _sendmsg(m, fd, [pin], (), flags, family, resolved)
@@ -409,9 +456,14 @@ async def sendmsg(
     m = _manager("SENDMSG")
     try:
         fd = _fileno(sock)
-        pins = [k.Buffer(b, writable=False) for b in buffers]
         family = _family(sock, fd)
+        # trio's order: the address is resolved first; then the stdlib
+        # checks the flags, the resolved address, the buffers, the ancdata
         resolved = None if address is None else await _resolve(sock, fd, family, address)
+        flags = _msg_flags(flags)
+        if resolved is not None:
+            pack_sockaddr(family, resolved, memoryview(bytearray(SOCKADDR_MAX)))
+        pins = [k.Buffer(b, writable=False) for b in buffers]
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     return await _sendmsg(m, fd, pins, ancdata, flags, family, resolved)
@@ -463,7 +515,7 @@ async def shutdown(sock: FileDescriptorLike, how: int) -> None:
     m = _manager("SHUTDOWN")
     try:
         fd = _fileno(sock)
-        how = int(how)
+        how = c_int(how) & 0xFFFFFFFF
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     await m.perform(fd, m.ring.prep_shutdown, how)

@@ -121,6 +121,12 @@ _NOT_RECV_FLAGS: Final = ~_RECV_FLAGS
 _NOT_SEND_FLAGS: Final = ~_SEND_FLAGS
 _INET: Final = (_stdlib_socket.AF_INET, _stdlib_socket.AF_INET6)
 _F_MORE: Final = k.IORING_CQE_F_MORE
+#: errors connect(2) gives before any handshake starts (a connected or
+#: listening socket, a wrong family or address): trio raises them as the
+#: stdlib does, without its "Error connecting to" wording
+_CONNECT_FAILS_AT_ONCE: Final = frozenset(
+    {errno.EISCONN, errno.EALREADY, errno.EAFNOSUPPORT, errno.EINVAL, errno.EADDRNOTAVAIL, errno.EACCES}
+)
 #: Accepted connections queued (no accept() waiting) before the multishot
 #: ACCEPT is cancelled, leaving further ones in the kernel's backlog.
 ACCEPT_QUEUE_LIMIT: Final = 16
@@ -316,9 +322,14 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
             self.close()
             raise
         except OSError as exc:
-            if self.family in _INET and self.type == _stdlib_socket.SOCK_STREAM and exc.errno is not None:
+            if (
+                self.family in _INET
+                and self.type == _stdlib_socket.SOCK_STREAM
+                and exc.errno is not None
+                and exc.errno not in _CONNECT_FAILS_AT_ONCE
+            ):
                 # trio's wording, for the errors a TCP connect reports once
-                # under way
+                # under way (trio raises connect(2)'s own error otherwise)
                 raise OSError(exc.errno, f"Error connecting to {resolved!r}: {os.strerror(exc.errno)}") from None
             raise
 
