@@ -305,6 +305,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         m = self._uring()
         if m is None:
             return await super().connect(address)  # type: ignore[no-any-return]
+        resolved = None  # until resolved: a resolution error (gaierror) is raised as it is
         try:
             resolved = await self._resolve_address_nocp(address, local=False)
             mem = k.Memory(SOCKADDR_MAX)
@@ -326,6 +327,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
                 self.family in _INET
                 and self.type == _stdlib_socket.SOCK_STREAM
                 and exc.errno is not None
+                and resolved is not None
                 and exc.errno not in _CONNECT_FAILS_AT_ONCE
             ):
                 # trio's wording, for the errors a TCP connect reports once
