@@ -574,3 +574,154 @@ def test_console_script() -> None:
     proc = run([str(script), "--json"])
     assert proc.returncode == 0, proc
     assert json.loads(proc.stdout)["io_uring"] == "usable"
+
+
+# ---- every entry point, under every off-switch ------------------------------------------
+
+#: ``drop_capabilities(*caps)``: take capabilities out of this process's
+#: bounding, permitted and effective sets, keeping uid 0 (so that the
+#: interpreter and the tree, which may live under /root, stay readable).
+#: Without CAP_SYS_ADMIN kernel.io_uring_disabled=1 applies to us, without
+#: CAP_IPC_LOCK RLIMIT_MEMLOCK does.
+CAPS_HELPER = r"""
+import ctypes as _ctypes
+
+CAP_IPC_LOCK, CAP_SYS_ADMIN = 14, 21
+
+
+def drop_capabilities(*caps):
+    libc = _ctypes.CDLL(None, use_errno=True)
+    for cap in caps:
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(_ctypes.get_errno(), "PR_CAPBSET_DROP")
+
+    class Header(_ctypes.Structure):
+        _fields_ = [("version", _ctypes.c_uint32), ("pid", _ctypes.c_int)]
+
+    class Data(_ctypes.Structure):
+        _fields_ = [(name, _ctypes.c_uint32) for name in ("effective", "permitted", "inheritable")]
+
+    header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3
+    if libc.syscall(125, _ctypes.byref(header), data) != 0:  # capget
+        raise OSError(_ctypes.get_errno(), "capget")
+    for cap in caps:
+        for field in ("effective", "permitted", "inheritable"):
+            setattr(data[cap // 32], field, getattr(data[cap // 32], field) & ~(1 << cap % 32))
+    if libc.syscall(126, _ctypes.byref(header), data) != 0:  # capset
+        raise OSError(_ctypes.get_errno(), "capset")
+"""
+
+#: Everything the entry points need is imported (and a pytest test file
+#: written) before the off-switch goes on.
+ENTRY_POINTS_SETUP = r"""
+import contextlib, io, runpy, tempfile, textwrap
+import pytest
+import trio_uring.__main__
+
+test_dir = tempfile.mkdtemp()
+test_file = os.path.join(test_dir, "test_tiny.py")
+with open(test_file, "w") as f:
+    f.write("import trio\n\ndef test_tiny():\n    trio.run(trio.sleep, 0)\n")
+
+
+def captured(fn, *args):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = fn(*args)
+        except SystemExit as exc:
+            code = exc.code
+    return {"code": int(code), "stdout": out.getvalue(), "stderr": err.getvalue()}
+
+
+def python_m_trio_uring():
+    sys.argv = ["trio_uring", "--json"]
+    runpy.run_module("trio_uring", run_name="__main__", alter_sys=True)
+    return 0
+
+
+def pytest_trio_uring(*extra):
+    return pytest.main(["--trio-uring", *extra, "-q", "-p", "no:cacheprovider", "--rootdir", test_dir, test_file])
+"""
+
+#: Every entry point, one after the other, in the child.
+ENTRY_POINTS_BODY = r"""
+r = {"check_support": support(), "is_supported": trio_uring.is_supported(), "run": try_run(tiny)}
+try:
+    trio_uring.install()
+    r["install"] = {"type": None}
+except UnsupportedError as exc:
+    r["install"] = describe(exc)
+r["installed_after_refusal"] = trio_uring.is_installed()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    r["install_fallback"] = trio_uring.install(fallback=True)
+r["fallback_warnings"] = [str(w.message) for w in caught]
+r["trio_run_after_fallback"] = trio.run(tiny)
+trio_uring.uninstall()
+r["python_m"] = captured(python_m_trio_uring)
+r["pytest"] = captured(pytest_trio_uring)
+r["pytest_fallback"] = captured(pytest_trio_uring, "--trio-uring-fallback")
+emit(**r)
+"""
+
+OFF_SWITCHES = [
+    pytest.param("seccomp-EPERM", "seccomp", errno.EPERM, "seccomp", id="seccomp-EPERM"),
+    pytest.param("seccomp-ENOSYS", "seccomp", errno.ENOSYS, "seccomp", id="seccomp-ENOSYS"),
+    pytest.param("sysctl-2", "sysctl-disabled", errno.EPERM, "kernel.io_uring_disabled is 2", id="io_uring_disabled-2"),
+    pytest.param(
+        "sysctl-1", "sysctl-disabled", errno.EPERM, "kernel.io_uring_disabled is 1", id="io_uring_disabled-1-no-admin"
+    ),
+    pytest.param("memlock", "memlock", errno.ENOMEM, "ulimit -l", id="memlock-0-no-ipc-lock"),
+]
+
+
+@pytest.mark.parametrize(("switch", "cause", "err", "fragment"), OFF_SWITCHES)
+def test_every_entry_point_under_every_off_switch(switch: str, cause: str, err: int, fragment: str) -> None:
+    """trio_uring.run, install(), install(fallback=True) (and the trio.run
+    after it), check_support/is_supported, python -m trio_uring and
+    pytest --trio-uring (with and without --trio-uring-fallback), in one
+    child where io_uring is switched off: each answers with the cause, none
+    hangs (every child has a timeout).  The two entry points that are
+    commands run in the child itself (runpy, pytest.main), so that the
+    machine-wide sysctl is changed for a fraction of a second only."""
+    setup = CAPS_HELPER + ENTRY_POINTS_SETUP
+    if switch.startswith("seccomp"):
+        result = run_child(setup + f"deny_io_uring({err})\n" + ENTRY_POINTS_BODY)
+    elif switch == "memlock":
+        if os.geteuid() != 0:
+            pytest.skip("dropping CAP_IPC_LOCK while keeping the tree readable needs root")
+        code = "resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))\ndrop_capabilities(CAP_IPC_LOCK)\n"
+        result = run_child(setup + code + ENTRY_POINTS_BODY)
+    elif switch == "sysctl-2":
+        result = run_child_under_sysctls(setup, ENTRY_POINTS_BODY, {SYSCTL_DISABLED: "2"})
+    else:
+        result = run_child_under_sysctls(
+            setup + "drop_capabilities(CAP_SYS_ADMIN)\n",
+            ENTRY_POINTS_BODY,
+            {SYSCTL_GROUP: "-1", SYSCTL_DISABLED: "1"},
+        )
+
+    for entry in ("check_support", "run", "install"):
+        _assert_unsupported(result[entry], cause, err, fragment)
+    assert result["is_supported"] is False
+    assert result["installed_after_refusal"] is False
+    # install(fallback=True): a warning naming the cause, and trio's own backend
+    assert result["install_fallback"] is False
+    assert len(result["fallback_warnings"]) == 1, result["fallback_warnings"]
+    assert fragment in result["fallback_warnings"][0]
+    assert result["trio_run_after_fallback"]["backend"] == "epoll"
+    # python -m trio_uring --json: exit status 1 and the cause
+    python_m = result["python_m"]
+    assert python_m["code"] == 1, python_m
+    report = json.loads(python_m["stdout"])
+    assert report["io_uring"] == "unavailable"
+    assert report["cause"] == cause
+    assert report["errno"] == errno.errorcode[err]
+    # pytest --trio-uring: a usage error naming the cause, before any test runs
+    assert result["pytest"]["code"] == pytest.ExitCode.USAGE_ERROR, result["pytest"]
+    assert "--trio-uring" in result["pytest"]["stderr"]
+    assert fragment in result["pytest"]["stderr"], result["pytest"]
+    # ... and with --trio-uring-fallback, the test runs on trio's own backend
+    assert result["pytest_fallback"]["code"] == pytest.ExitCode.OK, result["pytest_fallback"]
+    assert "1 passed" in result["pytest_fallback"]["stdout"]
