@@ -30,6 +30,7 @@ import trio.testing
 from trio_uring import _kernel as k
 from trio_uring import lowlevel as ll
 
+from .filetools import cancel_in_flight, exists, isdir, islink, read_bytes, write_bytes
 from .helpers import fd_count, ops_submitted, run
 
 
@@ -41,29 +42,6 @@ def tmp(tmp_path: Path) -> Iterator[Path]:
         yield tmp_path
     finally:
         os.chdir(old)
-
-
-# Plain blocking checks, for assertions inside the async test bodies.
-def exists(path: str) -> bool:
-    return os.path.exists(path)
-
-
-def isdir(path: str) -> bool:
-    return os.path.isdir(path)
-
-
-def islink(path: str) -> bool:
-    return os.path.islink(path)
-
-
-def read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def write(path: str, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
 
 
 def outcome_of(fn: Callable[[], Any]) -> tuple[str, Any]:
@@ -78,22 +56,6 @@ async def aoutcome_of(coro: Awaitable[Any]) -> tuple[str, Any]:
         return "ok", await coro
     except BaseException as exc:
         return type(exc).__name__, (getattr(exc, "errno", None), str(exc))
-
-
-async def cancel_in_flight(fn: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
-    """Run ``fn()`` and cancel it once it is parked in the kernel.  Returns
-    ``(cancelled, result)``."""
-    result: list[Any] = []
-    with trio.CancelScope() as scope:
-        async with trio.open_nursery() as nursery:
-
-            async def go() -> None:
-                result.append(await fn())
-
-            nursery.start_soon(go)
-            await trio.testing.wait_all_tasks_blocked()
-            scope.cancel()
-    return (not result), (result[0] if result else None)
 
 
 # ---- normal paths -----------------------------------------------------------------------
@@ -154,7 +116,7 @@ def test_statx_is_os_stat(tmp: Path) -> None:
             os.close(fd)
         dirfd = os.open("dir", os.O_RDONLY)
         try:
-            write("dir/inner", b"abc")
+            write_bytes("dir/inner", b"abc")
             assert await ll.statx("inner", dir_fd=dirfd) == os.stat("inner", dir_fd=dirfd)
         finally:
             os.close(dirfd)
@@ -190,10 +152,10 @@ def test_sync_allocate_truncate(tmp: Path) -> None:
 
 def test_namespace_ops(tmp: Path) -> None:
     async def main() -> None:
-        write("a", b"A")
+        write_bytes("a", b"A")
         await ll.renameat("a", "b")
         assert not exists("a")
-        assert read("b") == b"A"
+        assert read_bytes("b") == b"A"
         await ll.mkdirat("d", 0o750)
         assert stat.S_IMODE(os.stat("d").st_mode) == 0o750 & ~_umask()
         await ll.symlinkat("b", "s")
@@ -203,11 +165,11 @@ def test_namespace_ops(tmp: Path) -> None:
         await ll.linkat("s", "hs", follow_symlinks=False)
         assert islink("hs")
         # renameat2 flags
-        write("c", b"C")
+        write_bytes("c", b"C")
         with pytest.raises(FileExistsError):
             await ll.renameat("c", "b", flags=k.RENAME_NOREPLACE)
         await ll.renameat("c", "b", flags=k.RENAME_EXCHANGE)
-        assert (read("b"), read("c")) == (b"C", b"A")
+        assert (read_bytes("b"), read_bytes("c")) == (b"C", b"A")
         # dir_fd relative
         dirfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -413,7 +375,7 @@ def test_cancel_openat_waiting_for_a_lease(tmp: Path) -> None:
             cancelled, fd = await cancel_in_flight(lambda: ll.openat("leased", os.O_WRONLY | os.O_TRUNC))
             assert cancelled, fd
             assert fd_count() == before
-            assert read("leased") == b"precious"
+            assert read_bytes("leased") == b"precious"
 
         run(main)
     finally:
@@ -456,7 +418,7 @@ def test_cancelled_namespace_ops_are_all_or_nothing(tmp: Path) -> None:
             os.makedirs(f"d{i}", exist_ok=True)
             cancelled, _ = await cancel_in_flight(lambda i=i: ll.renameat(f"d{i}", f"e{i}"))  # type: ignore[misc]
             assert (isdir(f"d{i}"), isdir(f"e{i}")) == (cancelled, not cancelled)
-            write(f"f{i}", b"x")
+            write_bytes(f"f{i}", b"x")
             cancelled, fd = await cancel_in_flight(lambda i=i: ll.openat(f"f{i}", os.O_RDONLY))  # type: ignore[misc]
             assert cancelled == (fd is None)
             if fd is not None:

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from . import lowlevel
 from ._anyio import anyio_run
+from ._file import open_file
 from ._install import install, installed, is_installed, run, uninstall
 from ._manager import UringIOManager, UringStatistics
+from ._path import Path
+from ._sendfile import sendfile
 from ._support import UnsupportedError, check_support, is_supported
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Path",
     "UnsupportedError",
     "UringIOManager",
     "UringStatistics",
@@ -25,6 +29,8 @@ __all__ = [
     "is_installed",
     "is_supported",
     "lowlevel",
+    "open_file",
     "run",
+    "sendfile",
     "uninstall",
 ]

@@ -338,6 +338,7 @@ async def statx(
     """``os.stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)`` as
     one IORING_OP_STATX; ``path`` may be an open fd, as with ``os.stat``."""
     m = _manager("STATX")
+    name: str | bytes | int
     try:
         if isinstance(path, int):
             dirfd, mem, name, flags = path, _EMPTY_PATH, path, k.AT_EMPTY_PATH
