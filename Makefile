@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 BENCH_STAMP := $(VENV)/.installed-bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DOCS_STAMP := $(VENV)/.installed-docs-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test unit conformance lint typecheck docs clean bench bench-quick
+.PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ test: $(STAMP) lint typecheck docs unit conformance
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests
+
+## make stress: the reliability tests in their long configuration (ten times the
+## connections, durations and examples; docs/reliability.md), figures printed
+stress: $(STAMP)
+	TRIO_URING_STRESS=10 $(PY) -m pytest -q -s tests/test_reliability_load.py \
+		tests/test_reliability_faults.py tests/test_reliability_input.py tests/test_socket.py
 
 conformance: $(STAMP)
 	$(PY) tests/conformance/run.py
