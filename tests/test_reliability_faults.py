@@ -61,12 +61,18 @@ PATTERN = bytes(random.Random(7).randbytes(1 << 20))
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 
-async def tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+async def tcp_pair(*, small_buffers: bool = False) -> tuple[trio.SocketStream, trio.SocketStream]:
+    """A connected TCP pair.  With ``small_buffers``, 64 KiB socket buffers
+    (no autotuning): a few hundred KiB are enough to park a sender."""
     listener = trio.socket.socket()
     with listener:
         await listener.bind(("127.0.0.1", 0))
         listener.listen()
         client = trio.socket.socket()
+        if small_buffers:
+            for sock in (listener, client):  # (accepted sockets inherit them)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         await client.connect(listener.getsockname())
         server, _ = await listener.accept()
     return trio.SocketStream(client), trio.SocketStream(server)
@@ -96,7 +102,7 @@ def test_peer_resets_in_the_middle_of_transfers() -> None:
     outcomes: Counter[str] = Counter()
 
     async def receiver_resets(rng: random.Random) -> None:
-        client, server = await tcp_pair()
+        client, server = await tcp_pair(small_buffers=True)
         payload = PATTERN * 2
         cut = rng.randrange(1, len(payload))
 
@@ -171,7 +177,7 @@ def test_half_closed_connections_carry_the_other_direction_to_the_end() -> None:
     n = 20 * STRESS
 
     async def client_closes_first(rng: random.Random) -> None:
-        client, server = await tcp_pair()
+        client, server = await tcp_pair(small_buffers=True)
         request = PATTERN[: rng.randrange(1, 256 * 1024)]
         reply = PATTERN[::-1][: rng.randrange(1, len(PATTERN))]
 
@@ -197,7 +203,7 @@ def test_half_closed_connections_carry_the_other_direction_to_the_end() -> None:
             nursery.start_soon(ask)
 
     async def server_closes_first(rng: random.Random) -> None:
-        client, server = await tcp_pair()
+        client, server = await tcp_pair(small_buffers=True)
         upload = PATTERN[: rng.randrange(1, len(PATTERN))]
         await server.send_eof()
         assert await client.receive_some() == b""
@@ -220,7 +226,7 @@ def test_a_sender_parked_after_the_peers_eof_does_not_spin() -> None:
     quietly (not wake and resubmit over and over) until the peer reads."""
 
     async def main() -> None:
-        client, server = await tcp_pair()
+        client, server = await tcp_pair(small_buffers=True)
         await client.send_eof()
         assert await server.receive_some() == b""
         payload = PATTERN * 4
