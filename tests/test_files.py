@@ -331,6 +331,7 @@ def test_io_goes_through_the_ring_not_threads(tmp_path: Path, monkeypatch: pytes
     async def main() -> None:
         async with await trio_uring.open_file(tmp_path / "f", "w+") as f:
             await f.write("x" * 100_000)
+            assert await f.seek(0, os.SEEK_END) == 100_000  # STATX: where the end is
             await f.seek(0)
             assert len(await f.read()) == 100_000
             await f.truncate(10)

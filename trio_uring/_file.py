@@ -131,17 +131,29 @@ _SCAN_STEP: Final = 64 * _KiB
 _TO_EOF: Final = 1 << 63
 
 
+# opcodes asked about -> (the io manager asked of, the answer); on the hot path
+_CHECKED: dict[tuple[str, ...], tuple[object, UringIOManager | None]] = {}
+
+
 def current_manager(*opcodes: str) -> UringIOManager | None:
     """The current run's io_uring manager if it has every opcode named, else
     None (a plain trio run, or a kernel without them): the callers then use
-    trio's thread path."""
+    trio's thread path.  Remembered per run (the probe does not change)."""
     try:
-        m = None
+        io_manager: object = trio._core._run.GLOBAL_RUN_CONTEXT.runner.io_manager
+    except AttributeError:
+        return None
+    seen = _CHECKED.get(opcodes)
+    if seen is not None and seen[0] is io_manager:
+        return seen[1]
+    m: UringIOManager | None = None
+    try:
         for name in opcodes:
             m = _manager(name)
-        return m
     except (RuntimeError, UnsupportedError):
-        return None
+        m = None
+    _CHECKED[opcodes] = (io_manager, m)
+    return m
 
 
 # ---- the raw file -------------------------------------------------------------------------
@@ -468,6 +480,11 @@ class _Raw(io.RawIOBase):
         """Add bytes read from the file at ``pos`` where nothing is cached
         (cached bytes may be newer: queued writes)."""
         end = pos + len(data)
+        extents = self._extents
+        if not extents or pos >= extents[-1][0] + len(extents[-1][1]):
+            if data:
+                extents.append((pos, data))  # the usual case: nothing there yet
+            return
         gaps: list[tuple[int, bytearray]] = []
         at = pos
         for off, ext in self._extents:
@@ -500,15 +517,20 @@ class _Raw(io.RawIOBase):
 
     def trim(self, keep_from: int) -> None:
         """After an operation: forget what lies far from where we are."""
-        lo, hi = keep_from, self._pos + _KEEP_AHEAD
-        self._extents = [(off, ext) for off, ext in self._extents if off + len(ext) > lo and off < hi]
         self._eof = None
+        extents = self._extents
+        if extents:
+            lo, hi = keep_from, self._pos + _KEEP_AHEAD
+            if extents[0][0] + len(extents[0][1]) <= lo or extents[-1][0] >= hi:
+                self._extents = [(off, ext) for off, ext in extents if off + len(ext) > lo and off < hi]
 
     # ---- the async side: prefetch and commit ----
 
     async def ensure(self, m: UringIOManager, start: int, end: int) -> None:
         """Cache the file's bytes [start, end), or up to its end, with one
         READ per missing range.  Sequential reads get a growing read-ahead."""
+        if self._covered(start, end) >= end:
+            return
         at = start
         while at < end and (self._eof is None or at < self._eof):
             at = self._covered(at, end)
@@ -531,8 +553,9 @@ class _Raw(io.RawIOBase):
         buf = bytearray(n)
         pin = k.Buffer(buf, writable=True)
         self.ios += 1
-        got = await fo.read_into(m, self._fd, pin.address, n, at, pin)
-        del pin
+        op = await m.perform(self._fd, m.ring.prep_read, pin.address, n, at, keep=pin)  # (the hot path: inline)
+        got = op.res
+        del op, pin
         if got < n:
             # Nothing at ``at`` means the end is at or before it; a short read
             # of a regular file ends at the end of the file -- unless the file
@@ -697,7 +720,10 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
         self._kind: _Kind = (
             "text" if isinstance(file, io.TextIOBase) else "raw" if isinstance(file, io.RawIOBase) else "buffered"
         )
-        self._lock = trio.Lock()
+        # One operation at a time, as io's own lock does (a flag and a
+        # parking lot: cheaper than trio.Lock on every call).
+        self._busy = False
+        self._waiters = trio.lowlevel.ParkingLot()
 
     if not TYPE_CHECKING:
 
@@ -738,16 +764,19 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
 
     async def _acquire(self) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            self._lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self._lock.acquire()
+        while self._busy:
+            await self._waiters.park()
+        self._busy = True
 
     def _release(self) -> None:
         raw = self._raw
         raw.driving = False
-        raw.trim(self._keep_from())
-        self._lock.release()
+        # Keep what a later operation may still scan: the buffered layer is
+        # at most a buffer away from the raw position.
+        raw.trim(raw._pos - 2 * self._buffer_size)
+        self._busy = False
+        if self._waiters:
+            self._waiters.unpark()
 
     async def _commit(self, m: UringIOManager) -> None:
         """Send the queued writes.  If that is cancelled, the io layers have
@@ -759,14 +788,6 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
                 await self._raw.settle(m)
             except trio.Cancelled:
                 pass
-
-    def _keep_from(self) -> int:
-        raw = self._raw
-        try:
-            logical = self._buffer_pos()
-        except (ValueError, OSError, AttributeError):  # closed, detached
-            return raw._pos
-        return max(0, min(raw._pos, logical) - self._buffer_size)
 
     def _buffer_pos(self) -> int:
         """The position of the buffered layer (bytes consumed by the reader)."""
@@ -970,7 +991,9 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
         return await self._drive(self._plan_readlines, self._wrapped.readlines, hint)  # type: ignore[attr-defined, no-any-return]
 
     async def _async_seek(self, target: int, whence: int = 0, /) -> int:
-        return await self._drive(self._plan_seek, self._wrapped.seek, target, whence)  # type: ignore[attr-defined, no-any-return]
+        # Only SEEK_END (the size) and a text cookie (the bytes to replay) need a plan.
+        plan = self._plan_seek if whence == os.SEEK_END or self._kind == "text" else None
+        return await self._drive(plan, self._wrapped.seek, target, whence)  # type: ignore[attr-defined, no-any-return]
 
     async def _async_tell(self) -> int:
         return await self._drive(None, self._wrapped.tell)  # type: ignore[attr-defined, no-any-return]
@@ -1323,13 +1346,19 @@ async def open_file(
     owned = not isinstance(name, int)
     if not isinstance(name, int):
         mem, _ = fo.cpath(name)
-        try:
-            before = await fo.statx_at(m, k.AT_FDCWD, mem, 0)
-        except OSError:
-            pass  # let the open say what is wrong, or create the file
-        else:
-            if not stat.S_ISREG(before.st_mode):
-                return await _thread_open(*args)
+        if flags & os.O_ACCMODE == os.O_RDONLY:
+            # Only a read-only open differs through io_uring: OPENAT first
+            # tries O_NONBLOCK and keeps what it gets (io_uring/openclose.c),
+            # so a FIFO would open without waiting for a writer.  So look
+            # first.  Opened for writing, everything behaves as open(2)
+            # (a FIFO with no reader: ENXIO, handled below).
+            try:
+                before = await fo.statx_at(m, k.AT_FDCWD, mem, 0)
+            except OSError:
+                pass  # let the open say what is wrong
+            else:
+                if not stat.S_ISREG(before.st_mode):
+                    return await _thread_open(*args)
         if opener is not None:
             call: Callable[..., Any] = opener
             fd = await trio.to_thread.run_sync(call, name, flags)
@@ -1341,25 +1370,52 @@ async def open_file(
             try:
                 fd = await fo.open_at(m, k.AT_FDCWD, mem, flags, 0o666)
             except OSError as exc:
+                if exc.errno == errno.ENXIO:
+                    return await _thread_open(*args)  # a FIFO with no reader: open(2) waits for one
                 raise fo.oserror(exc.errno, name) from None
     else:
         fd = int(name)
     # The file is open (and maybe created or truncated): that happened, so
-    # from here on we finish, cancelled or not, and return the file.
-    with trio.CancelScope(shield=True):
-        try:
-            st = await fo.fstat(m, fd)
-        except BaseException:
-            if owned:
-                os.close(fd)
-            raise
-        if not stat.S_ISREG(st.st_mode):
-            if owned:
-                os.close(fd)
-                if stat.S_ISDIR(st.st_mode):
-                    raise fo.oserror(errno.EISDIR, name)
-            return await _thread_open(*args)
-    return _wrap(fd, name, st, mode, buffering, encoding, errors, newline, closefd)
+    # no checkpoint from here on, the file is returned.  Like FileIO, fstat
+    # the new fd: synchronously, as it reads the in-memory inode (no I/O on
+    # a local file system), where a STATX would cost a trip through the
+    # scheduler and a shielded cancel scope.
+    try:
+        st = os.fstat(fd)
+    except BaseException:
+        if owned:
+            os.close(fd)
+        raise
+    if stat.S_ISREG(st.st_mode):
+        return _wrap(fd, name, st, mode, buffering, encoding, errors, newline, closefd)  # (closes it on error)
+    try:
+        if stat.S_ISDIR(st.st_mode) and owned:
+            raise fo.oserror(errno.EISDIR, name)
+        # A character device, a socket ...: trio's thread path, on this fd.
+        return trio.wrap_file(_io_open_fd(fd, name, owned, mode, buffering, encoding, errors, newline, closefd))
+    except BaseException:
+        if owned:
+            os.close(fd)
+        raise
+
+
+def _io_open_fd(
+    fd: int,
+    name: str | bytes | int,
+    owned: bool,
+    mode: str,
+    buffering: int,
+    encoding: str | None,
+    errors: str | None,
+    newline: str | None,
+    closefd: bool,
+) -> Any:
+    """``io.open`` on an fd we have (no I/O: an fstat, maybe an lseek)."""
+    obj = open(fd, mode, buffering, encoding, errors, newline, True if owned else closefd)  # noqa: SIM115
+    if owned:
+        raw = obj.buffer.raw if isinstance(obj, io.TextIOWrapper) else getattr(obj, "raw", obj)
+        setattr(raw, "name", name)  # noqa: B010  -- as FileIO names a file it opened itself
+    return obj
 
 
 def _wrap(
