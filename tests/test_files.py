@@ -443,6 +443,71 @@ def test_bad_open_same_error_as_trio(tmp_path: Path, name: str, kwargs: dict[str
     run(main)
 
 
+BAD_OPS: list[tuple[str, str, tuple[Any, ...]]] = [
+    ("rb", "read", (-5,)),
+    ("rb", "read", ("3",)),
+    ("rb", "read1", (-2,)),
+    ("rb", "readline", (-3,)),
+    ("rb", "readline", (2.5,)),
+    ("rb", "readlines", ("x",)),
+    ("rb", "readinto", (b"immutable",)),
+    ("rb", "readinto", (5,)),
+    ("rb", "peek", ("x",)),
+    ("rb", "seek", (-1,)),
+    ("rb", "seek", (0, 7)),
+    ("rb", "seek", ("0",)),
+    ("rb", "write", (b"x",)),
+    ("rb", "write", ("text",)),
+    ("rb", "truncate", (0,)),
+    ("r+b", "truncate", (-1,)),
+    ("r+b", "write", ("text",)),
+    ("r+b", "writelines", ([b"a", 5],)),
+    ("rb", "fileno", ()),
+    ("wb", "read", ()),
+    ("wb", "readline", ()),
+    ("r", "write", ("x",)),
+    ("r", "read", (-7,)),
+    ("r", "readline", (-1,)),
+    ("r", "seek", (5, 1)),
+    ("r", "seek", (-2,)),
+    ("r", "truncate", ()),
+    ("r+", "write", (b"bytes",)),
+    ("r+", "writelines", (["a", 5],)),
+    ("w", "read", ()),
+    ("w", "tell", ()),
+    ("rb", "read", (None,)),
+]
+
+
+@pytest.mark.parametrize("buffering", [-1, 0])
+@pytest.mark.parametrize("closed", [False, True])
+def test_bad_operations_same_error_as_trio(tmp_path: Path, buffering: int, closed: bool) -> None:
+    """Negative sizes, wrong types, wrong modes, closed files: the same
+    result or exception (type and message) as trio.open_file."""
+
+    async def main() -> None:
+        for mode, method, args in BAD_OPS:
+            if buffering == 0 and "b" not in mode:
+                continue
+            results = []
+            for opener, name in ((trio.open_file, "t"), (trio_uring.open_file, "u")):
+                write_bytes(tmp_path / name, b"line one\nline two\n")
+                f = await opener(tmp_path / name, mode, buffering)
+                if closed:
+                    await f.aclose()
+                if method == "fileno":
+                    results.append(("ok", f.fileno() >= 0) if not closed else await outcome(trio.sleep, 0))
+                elif hasattr(f, method):
+                    results.append(await outcome(getattr(f, method), *args))
+                else:
+                    results.append(("no such method", method))
+                await f.aclose()
+                results.append(read_bytes(tmp_path / name))
+            assert results[0:2] == results[2:4], (mode, method, args)
+
+    run(main)
+
+
 def test_bad_fd_and_types(tmp_path: Path) -> None:
     async def main() -> None:
         for file in (-1, 10_000, 3.5, None, [1], b"missing-bytes", Path("missing-path")):

@@ -275,10 +275,13 @@ class _Raw(io.RawIOBase):
         self._pos = new
         return new
 
+    # Like FileIO's, each method checks its arguments' types first, then
+    # whether the file is closed, then the mode.
+
     def read(self, size: int | None = -1, /) -> bytes:
-        self._check_open()
         if size is not None and not isinstance(size, int):
             raise TypeError(f"argument should be integer or None, not '{type(size).__name__}'")
+        self._check_open()
         if not self._readable:
             raise io.UnsupportedOperation("File not open for reading")
         if size is None or size < 0:
@@ -288,13 +291,13 @@ class _Raw(io.RawIOBase):
         return bytes(buf) if n == size else bytes(memoryview(buf)[:n])
 
     def readinto(self, buffer: Any, /) -> int:
-        self._check_open()
         try:
             view = memoryview(buffer)
         except TypeError:
             view = None
         if view is None or view.readonly:
             raise TypeError(f"readinto() argument must be read-write bytes-like object, not {type(buffer).__name__}")
+        self._check_open()
         if not self._readable:
             raise io.UnsupportedOperation("File not open for reading")
         with view, view.cast("B") as mv:
@@ -324,11 +327,11 @@ class _Raw(io.RawIOBase):
         return data
 
     def write(self, data: Any, /) -> int:
-        self._check_open()
         try:
             chunk = bytes(memoryview(data))
         except TypeError:
             raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'") from None
+        self._check_open()
         if not self._writable:
             raise io.UnsupportedOperation("File not open for writing")
         at = self._size if self._appending else self._pos
@@ -1036,13 +1039,13 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
         await self._acquire()
         raw.driving = True
         try:
-            if not raw._writable:
-                raise io.UnsupportedOperation("File not open for writing")
             try:
                 pin = k.Buffer(data, writable=False)
             except TypeError:
                 wrapped.write(data)  # not bytes-like: let the io object raise its own TypeError
                 raise
+            if not raw._writable:
+                raise io.UnsupportedOperation("File not open for writing")
             if flush_first:
                 wrapped.flush()  # the buffered bytes go first (queued), and the read buffer is dropped
             if raw._queue:
