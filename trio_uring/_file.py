@@ -68,14 +68,16 @@ Cancellation
 What falls back to threads
 --------------------------
 
-Regular files only.  A path that is not a regular file (a FIFO, a character
-device such as ``/dev/null`` or a tty, a directory) is opened with
-``io.open`` in a worker thread and wrapped by ``trio.wrap_file``: opening a
-FIFO through io_uring does not wait for the other end (the kernel tries
-OPENAT with O_NONBLOCK first and keeps the result; io_uring/openclose.c),
-and streams have no offsets.  So do files opened with an ``opener`` (called
-in a thread, like trio does), and everything, when the current run is not
-on io_uring (plain ``trio.run``) or the kernel lacks an opcode.
+Regular files only: streams have no offsets.  Opening a FIFO read-only
+through io_uring would not wait for a writer (the kernel tries OPENAT with
+O_NONBLOCK first and keeps the result; io_uring/openclose.c), so a read-only
+open STATXes the path first, and anything but a regular file is opened with
+``io.open`` in a worker thread and wrapped by ``trio.wrap_file``.  Opened for
+writing, OPENAT behaves as open(2), except ENXIO for a FIFO with no reader:
+that is retried in a thread.  A special file met after the open (a race, an
+fd passed in) is wrapped the same way.  An ``opener`` is called in a thread,
+as trio does.  And everything goes to trio when the current run is not on
+io_uring (plain ``trio.run``) or the kernel lacks an opcode.
 """
 
 from __future__ import annotations
