@@ -40,6 +40,9 @@ from .helpers import fd_count, ops_submitted, run
 
 Op = tuple[str, tuple[Any, ...]]
 
+# io.open (and so both implementations) warns about buffering=1 in binary mode
+pytestmark = pytest.mark.filterwarnings("ignore:line buffering:RuntimeWarning")
+
 
 # ---- applying one operation to a file object ---------------------------------------------------
 
@@ -196,7 +199,7 @@ async def differential(
     assert read_bytes(paths[1]) == read_bytes(paths[0])
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(binary_case())
 def test_differential_binary(case: tuple[str, int, bytes, list[Op]]) -> None:
     mode, buffering, initial, ops = case
@@ -204,7 +207,7 @@ def test_differential_binary(case: tuple[str, int, bytes, list[Op]]) -> None:
         run(differential, d, mode, buffering, {}, initial, ops)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text_case())
 def test_differential_text(case: tuple[str, int, dict[str, Any], bytes, list[Op]]) -> None:
     mode, buffering, kwargs, initial, ops = case
