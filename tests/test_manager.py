@@ -533,3 +533,27 @@ def test_run_passes_arguments_and_exceptions() -> None:
         return trio.current_time()
 
     assert trio_uring.run(sleepy, clock=clock) >= 1000
+
+
+def test_an_sqe_that_cannot_be_written_leaves_no_request_behind() -> None:
+    """A value that does not fit its SQE field fails before anything reaches
+    the ring: OverflowError, and close() has nothing to wait for."""
+
+    async def main() -> None:
+        m = trio.lowlevel.current_statistics().io_statistics
+        assert m.backend == "io_uring"
+        manager = trio._core._run.GLOBAL_RUN_CONTEXT.runner.io_manager
+        r, w = os.pipe()
+        buf = k.Buffer(bytearray(8), writable=True)
+        before = manager.statistics().ops_in_flight
+        with pytest.raises(OverflowError, match="out of range"):
+            await manager.perform(r, manager.ring.prep_read, buf.address, 2**40, 0, keep=buf)
+        assert manager.statistics().ops_in_flight == before
+        os.close(r)
+        os.close(w)
+
+    start = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(main)
+    assert time.monotonic() - start < 4  # no 5-second drain at close

@@ -59,6 +59,7 @@ import copy
 import errno
 import os
 import resource
+import struct
 import sys
 import threading
 import time
@@ -605,9 +606,18 @@ class UringIOManager:
                 raise trio.BusyResourceError("another task is already writing to this socket")
         op = Operation(fd, current_task(), keep)
         user_data = self._register(op)
-        if self.fault is not None:
-            prep, args = self.fault.on_submit(self, op, prep, args)
-        prep(user_data, fd, *args)
+        try:
+            if self.fault is not None:
+                prep, args = self.fault.on_submit(self, op, prep, args)
+            prep(user_data, fd, *args)
+        except BaseException as exc:
+            # Nothing was written to the ring (an argument that does not fit
+            # the SQE's field): forget the request, or close() would wait
+            # for a completion that never comes.
+            del self._ops[user_data]
+            if isinstance(exc, struct.error):
+                raise OverflowError(f"argument out of range for the io_uring request: {exc}") from None
+            raise
         if state is not None:
             if slot == READER:
                 state.reader = op
