@@ -261,3 +261,20 @@ def test_pytest_marker_and_fixture(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_faults=FAULTS_FROM_PYTEST)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=120)
     result.assert_outcomes(passed=4)
+
+
+def test_an_operation_in_a_shielded_scope_is_unreached_not_hung() -> None:
+    """A region's cancel cannot interrupt an op under a shield (an aclose()
+    does its closing I/O shielded): the sweep performs it and reports the
+    cut unreached, rather than leaving a stand-in nobody can cancel."""
+
+    async def body(region: Region) -> None:
+        a, b = trio.socket.socketpair()
+        with a, b:
+            await b.send(b"x")
+            with region, trio.CancelScope(shield=True):
+                assert await a.recv(1) == b"x"
+
+    report = sweep(body, timeout=5)
+    assert report.ok
+    assert report.unreached == [(0, "cancelled"), (0, "completed")]

@@ -131,6 +131,21 @@ def _call_site() -> str:
     return "<unknown>"
 
 
+def _cancel_would_reach_current_task(scope: trio.CancelScope) -> bool:
+    """Whether cancelling ``scope`` would cancel the current task now: the
+    scope encloses it with no shielded scope in between.  (Reads trio's
+    private cancel-status chain; trio_uring is pinned to the trio release
+    it is tested with.)"""
+    status: Any = trio.lowlevel.current_task()._cancel_status
+    while status is not None:
+        if status._scope is scope:
+            return True
+        if status._scope.shield:
+            return False
+        status = status._parent
+    return False
+
+
 def _opcode_of(prep: Callable[..., None]) -> str:
     name = getattr(prep, "__name__", "")
     if name == "prep_recv_select":
@@ -184,10 +199,15 @@ class _Plan:
             return self._stand_in(manager, op, -injected, prep_nop=True)
 
         if self.cancel_at == record.index and region is not None:
+            if not _cancel_would_reach_current_task(region.scope):
+                # The op runs in a shielded scope (an aclose(), say): the
+                # region's cancel cannot interrupt it, so neither outcome can
+                # happen here.  Perform it for real; the cut is "unreached".
+                return prep, args
             self.target = record
             if self.outcome == "cancelled":
-                # A request that cannot finish by itself, then the cancel:
-                # the kernel cancels it (-ECANCELED) and the op never ran.
+                # A request that cannot finish by itself, cancelled: the
+                # kernel cancels it (-ECANCELED) and the op never ran.
                 region.scope.cancel()
                 return self._stand_in(manager, op, None, prep_nop=False)
 
