@@ -38,7 +38,7 @@ PosArgsT = TypeVarTuple("PosArgsT")
 
 def anyio_run(
     func: Callable[[Unpack[PosArgsT]], Awaitable[RetT]],
-    *args: Unpack[PosArgsT],
+    *args: *PosArgsT,
     backend_options: dict[str, Any] | None = None,
 ) -> RetT:
     """``anyio.run(func, *args, backend="trio", backend_options=...)`` on io_uring.
