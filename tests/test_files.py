@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import trio_uring
@@ -201,6 +201,7 @@ async def differential(
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(binary_case())
+@example(("rb", 3, b"\x00", [("peek", (0,)), ("readinto1", (5,))]))  # readinto1 reading past its buffer
 def test_differential_binary(case: tuple[str, int, bytes, list[Op]]) -> None:
     mode, buffering, initial, ops = case
     with tempfile.TemporaryDirectory() as d:

@@ -855,6 +855,9 @@ def test_anyio_streams_on_trio_move_bytes_through_io_uring() -> None:
         async with listener, anyio.create_task_group() as tg:
             tg.start_soon(listener.serve, serve)
             async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                # the server's receive is parked before anything is sent, so
+                # it waits in the kernel (a RECV), whatever the timing
+                await anyio.wait_all_tasks_blocked()
                 await stream.send(b"anyio on io_uring")
                 assert await stream.receive() == b"ANYIO ON IO_URING"
             tg.cancel_scope.cancel()

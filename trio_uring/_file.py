@@ -896,6 +896,14 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
             n = memoryview(buffer).nbytes
         except TypeError:
             return
+        _lo, hi, have = self._span()
+        if have and n - have > self._buffer_size:
+            # Unlike read1, CPython's readinto1 goes on after copying what is
+            # buffered when the rest is bigger than the buffer: one raw read
+            # straight into the caller's buffer (_buffered_readinto_generic
+            # in Modules/_io/bufferedio.c).
+            await self._raw.ensure(m, hi, hi + (n - have))
+            return
         await self._plan_read1(m, n)
 
     async def _plan_peek(self, m: UringIOManager, size: int = 0) -> None:
