@@ -410,9 +410,7 @@ class UringIOManager:
             ring.submit_and_wait(timeout, 1, submit=False)
             return ring.reap()
         if timeout <= 0:
-            if ring.needs_enter:
-                ring.submit_and_wait(0, 0)
-            return ring.reap()
+            return ring.reap_now()
         ring.submit_and_wait(timeout, 0 if ring.has_backlog else 1)
         return ring.reap()
 
