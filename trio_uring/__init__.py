@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from . import lowlevel
+from . import lowlevel, testing
 from ._anyio import anyio_run
 from ._file import open_file
 from ._install import install, installed, is_installed, run, uninstall
@@ -32,5 +32,6 @@ __all__ = [
     "open_file",
     "run",
     "sendfile",
+    "testing",
     "uninstall",
 ]
