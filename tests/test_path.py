@@ -140,7 +140,9 @@ def test_differential(tmp_path: Path) -> None:
             assert results[0] == results[1], (i, method, name, args)
         assert fd_count() == before
         counts = ops_submitted()
-        for opcode in ("STATX", "OPENAT", "READ", "WRITE", "CLOSE", "UNLINKAT", "RENAMEAT", "MKDIRAT", "SYMLINKAT"):
+        # (READ is not among them: the reads find their data in the page
+        # cache and take it with preadv2(RWF_NOWAIT))
+        for opcode in ("STATX", "OPENAT", "WRITE", "CLOSE", "UNLINKAT", "RENAMEAT", "MKDIRAT", "SYMLINKAT"):
             assert counts.get(opcode, 0) > 0, opcode
         assert counts.get("LINKAT", 0) > 0
 
