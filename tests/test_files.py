@@ -746,3 +746,24 @@ def test_sweep_cancels_each_write(tmp_path: Path, buffering: int) -> None:
     report = sweep(write_chunks_body, tmp_path / "f", buffering)
     report.raise_for_failures()
     assert report.ops
+
+
+def test_cached_data_is_read_without_a_READ_and_under_faults_with_one(tmp_path: Path) -> None:
+    """Data already in the page cache comes with one preadv2(RWF_NOWAIT);
+    under trio_uring.testing every read is an io_uring READ (so the sweep
+    and the fault plans reach it)."""
+    data = os.urandom(100_000)
+    write_bytes(tmp_path / "f", data)
+
+    async def read_all() -> tuple[bytes, int]:
+        before = ops_submitted().get("READ", 0)
+        async with await trio_uring.open_file(tmp_path / "f", "rb") as f:
+            got = await f.read()
+        return got, ops_submitted().get("READ", 0) - before
+
+    got, reads = run(read_all)
+    assert (got, reads) == (data, 0)
+    with trio_uring.testing.faults():
+        got, reads = run(read_all)
+    assert got == data
+    assert reads >= 1
