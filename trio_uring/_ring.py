@@ -330,14 +330,6 @@ class Ring:
         returned by :meth:`reap`."""
         return bool(self._backlog)
 
-    @property
-    def needs_enter(self) -> bool:
-        """True when completions may be waiting in the kernel: queued SQEs,
-        deferred task work, or an overflowed CQ."""
-        if self.pending:
-            return True
-        return bool(self._sq_u32[self._sq_kflags] & (k.IORING_SQ_TASKRUN | k.IORING_SQ_CQ_OVERFLOW))
-
     def reap_now(self) -> list[Cqe]:
         """What a zero-timeout wait returns: enter the kernel only if it has
         something to do (queued SQEs, deferred task work, an overflowed CQ),
@@ -446,16 +438,9 @@ class Ring:
             poll_mask,
         )
 
-    def prep_poll_remove(self, user_data: int, target: int) -> None:
-        self.prep(k.IORING_OP.POLL_REMOVE, user_data, -1, target)
-
     def prep_cancel(self, user_data: int, target: int, flags: int = 0, *, sqe_flags: int = 0) -> None:
         """ASYNC_CANCEL of the op whose user_data is ``target``."""
         self.prep(k.IORING_OP.ASYNC_CANCEL, user_data, -1, target, 0, 0, flags, sqe_flags=sqe_flags)
-
-    def prep_cancel_fd(self, user_data: int, fd: int, flags: int = k.IORING_ASYNC_CANCEL_ALL) -> None:
-        """ASYNC_CANCEL of every op on ``fd`` (5.19+)."""
-        self.prep(k.IORING_OP.ASYNC_CANCEL, user_data, fd, 0, 0, 0, flags | k.IORING_ASYNC_CANCEL_FD)
 
     def prep_timeout(self, user_data: int, ts_addr: int, count: int = 0, flags: int = 0) -> None:
         """TIMEOUT: completes with -ETIME after the timespec at ``ts_addr``, or

@@ -23,7 +23,7 @@ from . import _kernel as k
 from ._manager import READER, WRITER, UringIOManager
 from ._sockaddr import MAX_LEN, SOCKADDR_MAX, MsgMemory, parse_sockaddr
 
-__all__ = ["accept", "connect", "recv", "recv_into", "recvmsg", "send", "sendmsg"]
+__all__ = ["accept", "connect", "recv", "recv_into", "recvmsg", "recvmsg_bytes", "send", "sendmsg"]
 
 _F_BUFFER: Final = k.IORING_CQE_F_BUFFER
 _BUFFER_SHIFT: Final = k.IORING_CQE_BUFFER_SHIFT
@@ -83,6 +83,16 @@ async def recvmsg(
     msg = MsgMemory(pins, ancbufsize)
     op = await m.perform(fd, m.ring.prep_recvmsg, msg.address, flags, keep=msg, slot=READER)
     return op.res, msg.result_ancillary(), msg.result_flags(), msg.result_address()
+
+
+async def recvmsg_bytes(
+    m: UringIOManager, fd: int, bufsize: int, ancbufsize: int, flags: int
+) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
+    """RECVMSG into a fresh buffer of ``bufsize``: ``(data, ancdata,
+    msg_flags, address)`` as ``socket.recvmsg`` returns them."""
+    buf = bytearray(bufsize)
+    n, ancdata, msg_flags, address = await recvmsg(m, fd, [k.Buffer(buf, writable=True)], ancbufsize, flags)
+    return bytes(memoryview(buf)[:n]), ancdata, msg_flags, address
 
 
 async def send(m: UringIOManager, fd: int, pin: k.Buffer, flags: int) -> int:

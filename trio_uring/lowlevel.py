@@ -334,9 +334,8 @@ async def recvfrom(sock: FileDescriptorLike, nbytes: int, flags: int = 0) -> tup
         _nonnegative(n, "recvfrom")
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
-    buf = bytearray(n)
-    nread, _anc, _flags, address = await _sockops.recvmsg(m, fd, [k.Buffer(buf, writable=True)], 0, flags)
-    return bytes(memoryview(buf)[:nread]), address
+    data, _anc, _flags, address = await _sockops.recvmsg_bytes(m, fd, n, 0, flags)
+    return data, address
 
 
 async def recvmsg(
@@ -357,9 +356,7 @@ async def recvmsg(
         _ancbufsize(anc)
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
-    buf = bytearray(n)
-    nread, ancdata, msg_flags, address = await _sockops.recvmsg(m, fd, [k.Buffer(buf, writable=True)], anc, flags)
-    return bytes(memoryview(buf)[:nread]), ancdata, msg_flags, address
+    return await _sockops.recvmsg_bytes(m, fd, n, anc, flags)
 
 
 async def recvmsg_into(

@@ -315,8 +315,9 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
                     raise OSError(errno.EBADF, os.strerror(errno.EBADF))
                 addrlen = pack_sockaddr(self.family, resolved, mem.view)
             except (TypeError, ValueError, OverflowError, OSError):
-                return await super().connect(resolved)  # type: ignore[no-any-return]
-            await _sockops.connect(m, fd, mem, addrlen)
+                addrlen = -1  # trio's connect (below) raises what the stdlib does
+            else:
+                await _sockops.connect(m, fd, mem, addrlen)
         except trio.Cancelled:
             # As trio: a connect cannot really be cancelled, and the socket
             # is in an indeterminate state; close it.
@@ -334,13 +335,17 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
                 # under way (trio raises connect(2)'s own error otherwise)
                 raise OSError(exc.errno, f"Error connecting to {resolved!r}: {os.strerror(exc.errno)}") from None
             raise
+        if addrlen < 0:
+            # outside the handlers above: trio's own errors and cancellation
+            await super().connect(resolved)
 
     # ---- receiving ---------------------------------------------------------------------
 
-    def _target(self, flags: object, allowed: int) -> tuple[UringIOManager, int] | None:
-        """``(manager, fd)`` if this call goes to io_uring with these flags."""
+    def _target(self, flags: object, refused: int) -> tuple[UringIOManager, int] | None:
+        """``(manager, fd)`` if this call goes to io_uring with these flags
+        (none of the bits in ``refused``)."""
         m = self._uring()
-        if m is None or not _plain_int(flags) or flags & ~allowed:  # type: ignore[operator]
+        if m is None or not _plain_int(flags) or flags & refused:  # type: ignore[operator]
             return None
         fd = self._sock.fileno()
         return (m, fd) if fd >= 0 else None
@@ -381,7 +386,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         return received
 
     async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        target = self._target(flags, _RECV_FLAGS)
+        target = self._target(flags, _NOT_RECV_FLAGS)
         if target is not None:
             n = await self._now(target[0], self._sock.recv_into, buffer, nbytes, flags)
             if n is not None:
@@ -392,18 +397,18 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
 
     async def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
-        target = self._target(flags, _RECV_FLAGS)
+        target = self._target(flags, _NOT_RECV_FLAGS)
         if target is not None:
             got = await self._now(target[0], self._sock.recvfrom, bufsize, flags)
             if got is not None:
                 return got  # type: ignore[no-any-return]
             if bufsize:
-                data, _anc, _flags, address = await self._recvmsg_uring(target, bufsize, 0, flags)
+                data, _anc, _flags, address = await _sockops.recvmsg_bytes(*target, bufsize, 0, flags & _WAIT)
                 return data, address
         return await super().recvfrom(bufsize, flags)  # type: ignore[no-any-return]
 
     async def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
-        target = self._target(flags, _RECV_FLAGS)
+        target = self._target(flags, _NOT_RECV_FLAGS)
         if target is not None:
             got = await self._now(target[0], self._sock.recvfrom_into, buffer, nbytes, flags)
             if got is not None:
@@ -417,28 +422,19 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
     async def recvmsg(
         self, bufsize: int, ancbufsize: int = 0, flags: int = 0, /
     ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
-        target = self._target(flags, _RECV_FLAGS)
+        target = self._target(flags, _NOT_RECV_FLAGS)
         if target is not None:
             got = await self._now(target[0], self._sock.recvmsg, bufsize, ancbufsize, flags)
             if got is not None:
                 return got  # type: ignore[no-any-return]
             if bufsize:
-                return await self._recvmsg_uring(target, bufsize, ancbufsize, flags)
+                return await _sockops.recvmsg_bytes(*target, bufsize, ancbufsize, flags & _WAIT)
         return await super().recvmsg(bufsize, ancbufsize, flags)  # type: ignore[no-any-return]
-
-    async def _recvmsg_uring(
-        self, target: tuple[UringIOManager, int], bufsize: int, ancbufsize: int, flags: int
-    ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
-        buf = bytearray(bufsize)
-        n, ancdata, msg_flags, address = await _sockops.recvmsg(
-            *target, [k.Buffer(buf, writable=True)], ancbufsize, flags & _WAIT
-        )
-        return bytes(memoryview(buf)[:n]), ancdata, msg_flags, address
 
     async def recvmsg_into(
         self, buffers: Iterable[Any], ancbufsize: int = 0, flags: int = 0, /
     ) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
-        target = self._target(flags, _RECV_FLAGS)
+        target = self._target(flags, _NOT_RECV_FLAGS)
         if target is not None:
             try:
                 buffers = list(buffers)
@@ -504,7 +500,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
     async def sendto(self, *args: Any) -> int:
         """Like :meth:`socket.socket.sendto`: ``sendto(2)`` at once, an
         io_uring SENDMSG naming the destination if the buffer is full."""
-        if len(args) not in (2, 3) or self._target(args[1] if len(args) == 3 else 0, _SEND_FLAGS) is None:
+        if len(args) not in (2, 3) or self._target(args[1] if len(args) == 3 else 0, _NOT_SEND_FLAGS) is None:
             return await super().sendto(*args)  # type: ignore[no-any-return]
         data, flags = args[0], (args[1] if len(args) == 3 else 0)
         address = await self._resolve_address_nocp(args[-1], local=False)
@@ -520,7 +516,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
     ) -> int:
         """Like :meth:`socket.socket.sendmsg`: ``sendmsg(2)`` at once, an
         io_uring SENDMSG if the buffer is full."""
-        if self._target(flags, _SEND_FLAGS) is None:
+        if self._target(flags, _NOT_SEND_FLAGS) is None:
             return await super().sendmsg(buffers, ancdata, flags, address)  # type: ignore[no-any-return]
         try:
             buffers = list(buffers)
@@ -542,7 +538,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         send: Callable[..., int],
         *args: Any,
     ) -> int:
-        target = self._target(flags, _SEND_FLAGS)
+        target = self._target(flags, _NOT_SEND_FLAGS)
         if target is None:  # pragma: no cover - checked by the callers
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         sent = await self._now(target[0], send, *args)
