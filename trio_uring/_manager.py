@@ -598,10 +598,9 @@ class UringIOManager:
             state = self._fds.get(fd)
             if state is None:
                 state = self._fds[fd] = _FdState()
-            if slot == READER and state.reader is not None:
-                raise trio.BusyResourceError("another task is already reading from this socket")
-            if slot == WRITER and state.writer is not None:
-                raise trio.BusyResourceError("another task is already writing to this socket")
+            # trio's wording (the epoll backend's wait_readable/wait_writable)
+            if (state.reader if slot == READER else state.writer if slot == WRITER else None) is not None:
+                raise trio.BusyResourceError("another task is already reading / writing this fd")
         op = Operation(fd, current_task(), keep)
         user_data = self._register(op)
         try:

@@ -81,7 +81,7 @@ from trio.lowlevel import (
 )
 
 from . import _kernel as k
-from . import _sockops
+from . import _sockops, _stream
 from ._manager import Operation, UringIOManager
 from ._sockaddr import SOCKADDR_MAX, control_space, pack_sockaddr
 
@@ -576,6 +576,7 @@ def patch_trio() -> None:
     """Make trio construct :class:`UringSocket` for every new socket."""
     with _patch_lock:
         _trio_socket._SocketType = UringSocket  # type: ignore[misc]
+        _stream.patch(UringSocket)
 
 
 def unpatch_trio() -> None:
@@ -583,3 +584,4 @@ def unpatch_trio() -> None:
     with _patch_lock:
         if _trio_socket._SocketType is UringSocket:
             _trio_socket._SocketType = _TrioSocketType  # type: ignore[misc]
+            _stream.unpatch()
