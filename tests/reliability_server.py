@@ -90,7 +90,9 @@ async def main(nofile: int) -> None:
     state = State()
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(functools.partial(trio.serve_tcp, functools.partial(handler, state), 0, host="127.0.0.1"))
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, functools.partial(handler, state), 0, host="127.0.0.1")
+        )
         port = listeners[0].socket.getsockname()[1]
         print(json.dumps({"port": port, "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}), flush=True)
         buffered = b""

@@ -400,7 +400,9 @@ def test_close_cancels_and_drains_in_flight_operations() -> None:
     for r, _w in pipes:
         buf = k.Buffer(bytearray(64), writable=True)
         buffers.append(buf)
-        m.submit_multishot(r, m.ring.prep_read, buf.address, 64, -1, callback=lambda res, _f: results.append(res), keep=buf)
+        m.submit_multishot(
+            r, m.ring.prep_read, buf.address, 64, -1, callback=lambda res, _f: results.append(res), keep=buf
+        )
     m.get_events(0)  # submit them
     start = time.monotonic()
     with warnings.catch_warnings():
