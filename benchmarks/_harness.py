@@ -54,11 +54,18 @@ SERVER_CORE, LOAD_CORE, PINNING_NOTE = pick_cores()
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
+#: ``spawn(cpu=ANY_CPU)``: free to run on every CPU of the machine
+ANY_CPU = -1
+
+
 def spawn(argv: Sequence[str], *, cpu: int | None, **kwargs: Any) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in a new session, pinned to ``cpu``; remembered until :func:`reap`."""
+    """Start ``argv`` in a new session, pinned to ``cpu`` (None: as this
+    process is; ``ANY_CPU``: every CPU); remembered until :func:`reap`."""
 
     def pin() -> None:
-        if cpu is not None:
+        if cpu == ANY_CPU:
+            os.sched_setaffinity(0, range(os.cpu_count() or 1))
+        elif cpu is not None:
             os.sched_setaffinity(0, {cpu})
 
     proc: subprocess.Popen[bytes] = subprocess.Popen(

@@ -70,6 +70,17 @@ def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
                 "verdict": verdict(None if ratio is None else ratio <= IDLE_TOLERANCE),
             }
         )
+    files = cases.get("files", {})
+    for label, run in files.get("placements", {}).items():
+        target = run["data"]["target"]
+        rows.append(
+            {
+                "name": f"files: random 4 KiB reads, open_file ({label})",
+                "value": target["measured"],
+                "target": f">= {target['ratio']:g}x trio.open_file",
+                "verdict": verdict(target["met"]),
+            }
+        )
     return rows
 
 
@@ -79,7 +90,7 @@ def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
-    if unit.startswith(("round trips", "requests")):
+    if unit.startswith(("round trips", "requests", "reads")):
         return f"{value:,.0f}"
     return f"{value:.2f}"
 
@@ -128,6 +139,23 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
             "per round trip",
             syscalls,
             f"syscalls per round trip, {syscalls['connections']} conns",
+        )
+    files = cases.get("files", {})
+    for label, run in files.get("placements", {}).items():
+        random4k = run["data"]["cases"]["random4k"]
+        medians = random4k["median"]
+        summary = {
+            "backends": {
+                STOCK: {"median": medians.get("trio.open_file")},
+                URING: {"median": medians.get("trio_uring.open_file")},
+            },
+            "ratio": random4k["ratio_vs_trio"].get("trio_uring.open_file"),
+        }
+        add(
+            f"files: random 4 KiB reads, open_file ({label})",
+            "reads/s",
+            summary,
+            f"files: random 4 KiB reads, open_file ({label})",
         )
     return rows
 

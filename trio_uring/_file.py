@@ -95,7 +95,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, overload
 
 import trio
+import trio._core._run as _trio_run
 from trio._file_io import _FILE_ASYNC_METHODS, _FILE_SYNC_ATTRS, AsyncIOWrapper
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from . import _fileops as fo
 from . import _kernel as k
@@ -753,6 +755,9 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
         # parking lot: cheaper than trio.Lock on every call).
         self._busy = False
         self._waiters = trio.lowlevel.ParkingLot()
+        #: the run whose io manager _run_manager answered for (hot path)
+        self._run_io: object = None
+        self._run_manager: UringIOManager | None = None
 
     if not TYPE_CHECKING:
 
@@ -769,11 +774,26 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
     # ---- the driver ----
 
     async def _drive(self, plan: Callable[..., Awaitable[None]] | None, fn: Callable[..., Any], *args: Any) -> Any:
-        """prefetch (``plan``), run ``fn(*args)`` on the io object, commit."""
-        m = current_manager("READ", "WRITE", "CLOSE", "STATX")
+        """prefetch (``plan``), run ``fn(*args)`` on the io object, commit.
+
+        The hot path of every method: written out (no helper calls) where
+        nothing is queued and nobody waits."""
+        try:
+            io_manager: object = _trio_run.GLOBAL_RUN_CONTEXT.runner.io_manager
+        except AttributeError:
+            io_manager = None
+        if io_manager is self._run_io:
+            m = self._run_manager
+        else:
+            m = current_manager("READ", "WRITE", "CLOSE", "STATX")
+            self._run_io, self._run_manager = io_manager, m
         if m is None:
             return await trio.to_thread.run_sync(fn, *args)
-        await self._acquire()
+        # one operation at a time, as io's own lock does
+        await checkpoint_if_cancelled()
+        while self._busy:
+            await self._waiters.park()
+        self._busy = True
         raw = self._raw
         raw.driving = True
         ios = raw.ios
@@ -785,14 +805,24 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
             try:
                 return fn(*args)
             finally:
-                await self._commit(m)
+                if raw._queue:
+                    await self._commit(m)
                 if raw.ios == ios:
-                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    await cancel_shielded_checkpoint()
         finally:
-            self._release()
+            raw.driving = False
+            # Keep what a later operation may still scan: the buffered layer
+            # is at most a buffer away from the raw position.
+            if raw._extents:
+                raw.trim(raw._pos - 2 * self._buffer_size)
+            else:
+                raw._eof = None
+            self._busy = False
+            if self._waiters:
+                self._waiters.unpark()
 
     async def _acquire(self) -> None:
-        await trio.lowlevel.checkpoint_if_cancelled()
+        await checkpoint_if_cancelled()
         while self._busy:
             await self._waiters.park()
         self._busy = True
@@ -800,8 +830,6 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
     def _release(self) -> None:
         raw = self._raw
         raw.driving = False
-        # Keep what a later operation may still scan: the buffered layer is
-        # at most a buffer away from the raw position.
         raw.trim(raw._pos - 2 * self._buffer_size)
         self._busy = False
         if self._waiters:
