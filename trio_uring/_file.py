@@ -298,6 +298,19 @@ class _Raw(io.RawIOBase):
         return bytes(buf) if n == size else bytes(memoryview(buf)[:n])
 
     def readinto(self, buffer: Any, /) -> int:
+        if (
+            type(buffer) is memoryview
+            and buffer.format == "B"
+            and buffer.ndim == 1
+            and buffer.c_contiguous
+            and not buffer.readonly
+            and self._readable
+        ):
+            # what the buffered layer passes: read straight into it
+            self._check_open()
+            n = self._read_at(self._pos, buffer)
+            self._pos += n
+            return n
         try:
             view = memoryview(buffer)
         except TypeError:
@@ -921,6 +934,21 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
             else:
                 await raw.ensure(m, lo, hi + 2 * profile[1] * n + self._text_slack())
 
+    async def _plan_read_plain(self, m: UringIOManager, n: int) -> None:
+        """:meth:`_plan_read` for a read-only BufferedReader and ``n > 0``,
+        the commonest call, written out: its raw reads start at the raw
+        position, which is never behind the buffered layer's."""
+        raw = self._raw
+        try:
+            have = raw._pos - int(self._wrapped.tell())  # type: ignore[attr-defined]
+        except (ValueError, OSError):  # closed, detached: the io method says so
+            return
+        if n > have:
+            start = raw._pos
+            end = start + self._extent(n - max(0, have))
+            if raw._covered(start, end) < end:
+                await raw.ensure(m, start, end)
+
     def _text_slack(self) -> int:
         chunk = int(getattr(self._wrapped, "_CHUNK_SIZE", 8192))
         return 3 * chunk + 2 * self._buffer_size
@@ -1032,6 +1060,8 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
     # ---- the methods ----
 
     async def _async_read(self, size: int | None = -1, /) -> Any:
+        if type(size) is int and size > 0 and self._plain_reader():
+            return await self._drive(self._plan_read_plain, self._wrapped.read, size)  # type: ignore[attr-defined]
         return await self._drive(self._plan_read, self._wrapped.read, size)  # type: ignore[attr-defined]
 
     async def _async_readall(self) -> Any:
