@@ -42,7 +42,7 @@ unit: $(STAMP)
 ## connections, durations and examples; docs/reliability.md), figures printed
 stress: $(STAMP)
 	TRIO_URING_STRESS=10 $(PY) -m pytest -q -s tests/test_reliability_load.py \
-		tests/test_reliability_faults.py tests/test_reliability_input.py tests/test_socket.py
+		tests/test_reliability_faults.py tests/test_reliability_input.py tests/test_socket.py tests/test_stream.py
 
 conformance: $(STAMP)
 	$(PY) tests/conformance/run.py

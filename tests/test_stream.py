@@ -36,6 +36,28 @@ def test_methods_are_replaced_while_installed_and_given_back() -> None:
     assert trio.run(inside) == (_TRIO_RECEIVE_SOME, _TRIO_SEND_ALL)
 
 
+def test_a_method_someone_else_replaced_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    async def counting_receive_some(self: trio.SocketStream, max_bytes: int | None = None) -> bytes:
+        calls.append(1)
+        return await _TRIO_RECEIVE_SOME(self, max_bytes)
+
+    monkeypatch.setattr(trio.SocketStream, "receive_some", counting_receive_some)
+
+    async def main() -> tuple[object, object, bytes]:
+        client, server = await tcp_stream_pair()
+        async with client, server:
+            await client.send_all(b"hi")
+            data = await server.receive_some()
+        return trio.SocketStream.receive_some, trio.SocketStream.send_all, data
+
+    assert run(main) == (counting_receive_some, _stream.send_all, b"hi")
+    assert calls == [1]
+    assert trio.SocketStream.receive_some is counting_receive_some  # still theirs after the run
+    assert trio.SocketStream.send_all is _TRIO_SEND_ALL
+
+
 def describe(exc: BaseException) -> tuple[Any, ...]:
     cause = exc.__cause__
     return (

@@ -946,7 +946,14 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
         if n > have:
             start = raw._pos
             end = start + self._extent(n - max(0, have))
-            if raw._covered(start, end) < end:
+            if not raw._extents and start != raw._seq and end - start <= k.MAX_RW_COUNT:
+                # nothing cached, not sequential (no read-ahead): what
+                # ensure() would do, without its scans
+                raw._readahead = 0
+                at = await raw._read_extent(m, start, end - start)
+                if at < end and (raw._eof is None or at < raw._eof):
+                    await raw.ensure(m, at, end)  # short, yet not at the end: as ensure() goes on
+            elif raw._covered(start, end) < end:
                 await raw.ensure(m, start, end)
 
     def _text_slack(self) -> int:

@@ -144,15 +144,24 @@ async def send_all(self: Any, data: Any) -> None:
         detector._held = False
 
 
+receive_some.__doc__ = _trio_receive_some.__doc__
+send_all.__doc__ = _trio_send_all.__doc__
+
+
 def patch(uring_socket: type) -> None:
-    """Make ``trio.SocketStream`` use these methods (idempotent)."""
+    """Make ``trio.SocketStream`` use these methods (idempotent).  A method
+    someone else has already replaced (a test's monkeypatch) is left alone."""
     global _uring_socket
     _uring_socket = uring_socket
-    _SocketStream.receive_some = receive_some  # type: ignore[method-assign]
-    _SocketStream.send_all = send_all  # type: ignore[method-assign]
+    if _SocketStream.receive_some is _trio_receive_some:
+        _SocketStream.receive_some = receive_some  # type: ignore[method-assign]
+    if _SocketStream.send_all is _trio_send_all:
+        _SocketStream.send_all = send_all  # type: ignore[method-assign]
 
 
 def unpatch() -> None:
-    """Give ``trio.SocketStream`` its own methods back."""
-    _SocketStream.receive_some = _trio_receive_some  # type: ignore[method-assign]
-    _SocketStream.send_all = _trio_send_all  # type: ignore[method-assign]
+    """Give ``trio.SocketStream`` its own methods back (where they are still ours)."""
+    if _SocketStream.receive_some is receive_some:
+        _SocketStream.receive_some = _trio_receive_some  # type: ignore[method-assign]
+    if _SocketStream.send_all is send_all:
+        _SocketStream.send_all = _trio_send_all  # type: ignore[method-assign]
