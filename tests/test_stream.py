@@ -328,3 +328,47 @@ def test_a_socket_of_trios_own_class_in_a_uring_run_uses_trios_methods() -> None
             return await sb.receive_some()
 
     assert run(main) == b"via trio's own class"
+
+
+def test_streams_in_guest_mode_on_asyncio() -> None:
+    """trio as a guest of asyncio (the ring without DEFER_TASKRUN): the
+    stream methods wait on RECVs, one is cancelled in flight, no byte is
+    lost."""
+    import asyncio
+
+    async def trio_main() -> tuple[str, bytes, int]:
+        client, server = await tcp_stream_pair()
+        async with client, server:
+            before = ops_submitted().get("ASYNC_CANCEL", 0)
+            with trio.move_on_after(0.02):
+                await server.receive_some()  # parked on a RECV, cancelled in flight
+            cancels = ops_submitted().get("ASYNC_CANCEL", 0) - before
+
+            async def later() -> None:
+                await trio.sleep(0.02)
+                await client.send_all(b"guest " * 1000)
+
+            got = b""
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(later)
+                while len(got) < 6000:
+                    got += await server.receive_some(1000)
+            stats = trio.lowlevel.current_statistics().io_statistics
+            return str(stats.ring_mode), got, cancels
+
+    async def host() -> Any:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        trio.lowlevel.start_guest_run(
+            trio_main,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=done.set_result,
+            host_uses_signal_set_wakeup_fd=True,
+        )
+        return (await done).unwrap()
+
+    with trio_uring.installed():
+        mode, got, cancels = asyncio.run(host())
+    assert mode == "plain"
+    assert got == b"guest " * 1000
+    assert cancels == 1
