@@ -767,3 +767,47 @@ def test_cached_data_is_read_without_a_READ_and_under_faults_with_one(tmp_path: 
         got, reads = run(read_all)
     assert got == data
     assert reads >= 1
+
+
+def test_random_reads_match_trio_cached_evicted_and_at_the_end(tmp_path: Path) -> None:
+    """seek + read at random offsets (the path that reads cached data with
+    one preadv2 and no io_uring request): the same bytes and positions as
+    trio.open_file; without READs while the file is cached, with READs once
+    the page cache dropped it; short reads at the end of the file; a read in
+    a cancelled scope changes nothing."""
+    import random
+
+    size = 1_000_003
+    write_bytes(tmp_path / "f", os.urandom(size))
+    rng = random.Random(5)
+    plan = [(rng.randrange(size + 10), rng.choice([1, 100, 4096, 5000, 70_000])) for _ in range(300)]
+    plan += [(size - 3, 4096), (size, 10), (size + 5, 10)]
+
+    async def reads(opener: Any) -> list[tuple[bytes, int]]:
+        out = []
+        async with await opener(tmp_path / "f", "rb") as f:
+            for at, n in plan:
+                await f.seek(at)
+                out.append((await f.read(n), await f.tell()))
+        return out
+
+    async def ours(evict: bool) -> tuple[list[tuple[bytes, int]], int]:
+        if evict:
+            drop_cache(tmp_path / "f")
+        before = ops_submitted().get("READ", 0)
+        got = await reads(trio_uring.open_file)
+        async with await trio_uring.open_file(tmp_path / "f", "rb") as f:
+            await f.seek(10)
+            with trio.CancelScope() as cs:
+                cs.cancel()
+                await f.read(4096)
+            assert await f.tell() == 10
+        return got, ops_submitted().get("READ", 0) - before
+
+    expected = trio.run(reads, trio.open_file)
+    cached, cached_reads = run(ours, False)
+    evicted, evicted_reads = run(ours, True)
+    assert cached == expected
+    assert evicted == expected
+    assert cached_reads == 0
+    assert evicted_reads >= 1

@@ -1068,8 +1068,61 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
 
     async def _async_read(self, size: int | None = -1, /) -> Any:
         if type(size) is int and size > 0 and self._plain_reader():
+            raw = self._raw
+            if not (self._busy or raw._extents or raw._queue) and raw._nowait and raw._fd_open and not raw.closed:
+                m = self._run_manager
+                try:
+                    current: object = _trio_run.GLOBAL_RUN_CONTEXT.runner.io_manager
+                except AttributeError:
+                    current = None
+                if m is not None and current is self._run_io and not m.force_ring:
+                    data = await self._read_random(raw, size)
+                    if data is not None:
+                        return data
             return await self._drive(self._plan_read_plain, self._wrapped.read, size)  # type: ignore[attr-defined]
         return await self._drive(self._plan_read, self._wrapped.read, size)  # type: ignore[attr-defined]
+
+    async def _read_random(self, raw: _Raw, size: int) -> bytes | None:
+        """``read(size)`` of a read-only binary file with nothing cached,
+        the way random reads come (seek, read, seek ...): what ``_drive``
+        with ``_plan_read_plain`` does, written out.  The raw bytes the
+        buffered layer will ask for are read with one
+        ``preadv2(RWF_NOWAIT)``; None (nothing done but the cancel check)
+        if that cannot serve them -- not in the page cache, the end of the
+        file, a read-ahead run, an error -- and the general path follows."""
+        await checkpoint_if_cancelled()
+        wrapped: Any = self._wrapped
+        try:
+            have = raw._pos - int(wrapped.tell())
+        except (ValueError, OSError):
+            return None
+        start = raw._pos
+        if size > have:
+            if start == raw._seq:
+                return None  # sequential: ensure() grows a read-ahead
+            n = self._extent(size - max(0, have))
+            buf = bytearray(n)
+            try:
+                got = os.preadv(raw._fd, [buf], start, os.RWF_NOWAIT)
+            except OSError:
+                return None
+            if got != n:
+                return None
+            raw._extents.append((start, buf))
+            raw._seq = start + n
+            raw._readahead = 0
+        self._busy = True
+        raw.driving = True
+        try:
+            data: bytes = wrapped.read(size)
+        finally:
+            raw.driving = False
+            raw.trim(raw._pos - 2 * self._buffer_size)
+            self._busy = False
+            if self._waiters:
+                self._waiters.unpark()
+            await cancel_shielded_checkpoint()
+        return data
 
     async def _async_readall(self) -> Any:
         return await self._drive(self._plan_read, self._wrapped.readall)  # type: ignore[attr-defined]
