@@ -1147,8 +1147,34 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
 
     async def _async_seek(self, target: int, whence: int = 0, /) -> int:
         # Only SEEK_END (the size) and a text cookie (the bytes to replay) need a plan.
-        plan = self._plan_seek if whence == os.SEEK_END or self._kind == "text" else None
-        return await self._drive(plan, self._wrapped.seek, target, whence)  # type: ignore[attr-defined, no-any-return]
+        if whence == os.SEEK_END or self._kind == "text":
+            return await self._drive(self._plan_seek, self._wrapped.seek, target, whence)  # type: ignore[attr-defined, no-any-return]
+        raw = self._raw
+        if self._busy or raw._queue or self._run_manager is None:
+            return await self._drive(None, self._wrapped.seek, target, whence)  # type: ignore[attr-defined, no-any-return]
+        try:
+            current: object = _trio_run.GLOBAL_RUN_CONTEXT.runner.io_manager
+        except AttributeError:
+            current = None
+        if current is not self._run_io:
+            return await self._drive(None, self._wrapped.seek, target, whence)  # type: ignore[attr-defined, no-any-return]
+        # _drive with no plan and nothing queued, written out (seek is hot
+        # in random reads)
+        await checkpoint_if_cancelled()
+        self._busy = True
+        raw.driving = True
+        try:
+            return self._wrapped.seek(target, whence)  # type: ignore[attr-defined, no-any-return]
+        finally:
+            raw.driving = False
+            if raw._extents:
+                raw.trim(raw._pos - 2 * self._buffer_size)
+            else:
+                raw._eof = None
+            self._busy = False
+            if self._waiters:
+                self._waiters.unpark()
+            await cancel_shielded_checkpoint()
 
     async def _async_tell(self) -> int:
         return await self._drive(None, self._wrapped.tell)  # type: ignore[attr-defined, no-any-return]
