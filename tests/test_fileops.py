@@ -12,7 +12,7 @@ checked to be consistent with what the call reported."""
 
 from __future__ import annotations
 
-import fcntl
+import errno
 import os
 import socket
 import stat
@@ -30,7 +30,7 @@ import trio.testing
 from trio_uring import _kernel as k
 from trio_uring import lowlevel as ll
 
-from .filetools import cancel_in_flight, exists, isdir, islink, read_bytes, write_bytes
+from .filetools import cancel_in_flight, exists, isdir, islink, outcome, read_bytes, write_bytes
 from .helpers import fd_count, ops_submitted, run
 
 
@@ -276,52 +276,30 @@ def test_bad_input_checkpoints(tmp: Path) -> None:
 # ---- cancellation while in flight ----------------------------------------------------------
 
 
-def test_cancel_pread_on_empty_pipe() -> None:
+def test_pread_and_pwrite_on_a_pipe_are_espipe_and_touch_nothing() -> None:
+    """os.pread/os.pwrite refuse a pipe (ESPIPE); io_uring's READ/WRITE would
+    ignore the offset and read, write or wait.  Ours refuse it as os does,
+    and the pipe keeps its bytes.  (io_uring requests on pipes cancelled in
+    flight: tests/test_manager.py and examples/pipe_cancel.py.)"""
     r, w = os.pipe()
     try:
+        os.write(w, b"already here")
 
-        async def main() -> None:
-            buf = bytearray(100)
-            cancelled, _ = await cancel_in_flight(lambda: ll.pread_into(r, buf, 0))
-            assert cancelled
-            assert buf == bytearray(100)
-            # nothing was consumed: everything written now is read intact
-            os.write(w, b"after the cancel")
-            assert await ll.pread(r, 100, 0) == b"after the cancel"
+        async def main() -> list[tuple[str, Any]]:
+            out = []
+            for call in (
+                lambda: ll.pread(r, 100, 0),
+                lambda: ll.pread_into(r, bytearray(10), 0),
+                lambda: ll.preadv(r, [bytearray(10)], 0),
+                lambda: ll.pwrite(w, b"x" * 10, 0),
+                lambda: ll.pwritev(w, [b"x"], 0),
+            ):
+                out.append(await outcome(call))
+            return out
 
-        run(main)
-    finally:
-        os.close(r)
-        os.close(w)
-
-
-def test_cancel_pwrite_on_full_pipe() -> None:
-    r, w = os.pipe()
-    try:
-        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
-        os.set_blocking(w, False)
-        stuffed = 0
-        try:
-            while True:
-                stuffed += os.write(w, b"a" * 4096)
-        except BlockingIOError:
-            pass
-        os.set_blocking(w, True)
-
-        async def main() -> None:
-            cancelled, n = await cancel_in_flight(lambda: ll.pwrite(w, b"B" * 100_000, 0))
-            assert cancelled, n
-            # the pipe holds exactly what was there before: no byte of the cancelled write
-            os.set_blocking(r, False)
-            got = b""
-            try:
-                while True:
-                    got += os.read(r, 65536)
-            except BlockingIOError:
-                pass
-            assert got == b"a" * stuffed
-
-        run(main)
+        got = run(main)
+        assert got == [("OSError", f"[Errno {errno.ESPIPE}] {os.strerror(errno.ESPIPE)}")] * 5, got
+        assert os.read(r, 100) == b"already here"
     finally:
         os.close(r)
         os.close(w)
@@ -487,3 +465,32 @@ def test_outside_a_uring_run() -> None:
             await ll.pread(0, 1, 0)
 
     trio.run(main)
+
+
+def test_offsets_out_of_range_fail_as_os_pread_does(tmp: Path) -> None:
+    fd = os.open("f", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"data")
+        # (2**63 - 1 + 10 overflows loff_t: the kernel says EINVAL)
+        cases = [
+            (2**62, "ok"),
+            (2**63 - 1, "OSError"),
+            (2**63, "OverflowError"),
+            (2**64, "OverflowError"),
+            (-1, "OSError"),
+        ]
+
+        def reference(offset: int) -> tuple[str, Any]:
+            try:
+                return "ok", os.pread(fd, 10, offset)
+            except Exception as exc:
+                return type(exc).__name__, str(exc)
+
+        async def main() -> list[tuple[str, Any]]:
+            return [await outcome(ll.pread, fd, 10, offset) for offset, _ in cases]
+
+        got = run(main)
+        assert got == [reference(offset) for offset, _ in cases]
+        assert [kind for kind, _ in got] == [kind for _, kind in cases]
+    finally:
+        os.close(fd)

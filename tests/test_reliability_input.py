@@ -27,9 +27,9 @@ times as many examples.
 The few differences that remain are intended or are trio's, and each is
 named where it is allowed (``reconciled``): connecting an already
 connected TCP socket again, lowlevel ``MSG_ERRQUEUE`` on an empty error
-queue, trio's ``AssertionError`` for a non-path AF_UNIX address.  One is a
-known bug, kept visible as a strict xfail: ``lowlevel.pread``/``pwrite`` on
-a pipe (``test_pread_pwrite_on_a_stream_is_espipe``).
+queue, trio's ``AssertionError`` for a non-path AF_UNIX address.
+``lowlevel.pread``/``pwrite`` on a stream (a pipe, eventfd, epoll) is ESPIPE,
+as with os.pread (``test_pread_pwrite_on_a_stream_is_espipe``).
 """
 
 from __future__ import annotations
@@ -297,11 +297,6 @@ def test_lowlevel_on_the_wrong_fds_fails_as_the_system_call_does(op: str, kind: 
     assert got == expected, (op, kind)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lowlevel.pread/pwrite (_fileops) submit READ/WRITE with the offset, which the kernel "
-    "ignores on a stream: they read or write the pipe (or wait) where os.pread/os.pwrite raise ESPIPE",
-)
 @pytest.mark.parametrize("op", ["pread", "pwrite"])
 @pytest.mark.parametrize("kind", sorted(NOT_SEEKABLE))
 def test_pread_pwrite_on_a_stream_is_espipe(op: str, kind: str) -> None:

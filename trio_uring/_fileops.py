@@ -117,6 +117,18 @@ def _offset(offset: int) -> int:
     return off
 
 
+def _positional(fileno: int, offset: int, writing: bool) -> None:
+    """Refuse what pread(2) / pwrite(2) refuse, with their errors, before
+    submitting: a zero-length call checks the fd, its mode and the offset's
+    range.  io_uring's READ/WRITE would instead ignore the offset of a
+    stream -- a pipe, a socket, a tty (man 2 pread: ESPIPE) -- and read,
+    write or wait there.  Zero bytes have no other effect (man 2 write)."""
+    if writing:
+        os.pwrite(fileno, b"", offset)
+    else:
+        os.pread(fileno, 0, offset)
+
+
 def _count(n: int) -> int:
     n = operator.index(n)
     if n < 0:
@@ -224,12 +236,16 @@ async def splice_fds(m: UringIOManager, fd_in: int, off_in: int, fd_out: int, of
 async def pread(fd: FileDescriptorLike, n: int, offset: int) -> bytes:
     """``os.pread(fd, n, offset)`` as one IORING_OP_READ: at most ``n`` bytes
     from ``offset`` (fewer at the end of the file); the file position is not
-    used or changed."""
+    used or changed.  What ``os.pread`` refuses (a pipe or socket: ESPIPE,
+    an offset out of range) is refused first, with its error; this and the
+    other positional functions make a zero-length ``pread(2)``/``pwrite(2)``
+    for that."""
     m = _manager("READ")
     try:
         fileno = _fileno(fd)
         n = _count(n)
         off = _offset(offset)
+        _positional(fileno, off, writing=False)
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     buf = bytearray(n)
@@ -247,6 +263,7 @@ async def pread_into(fd: FileDescriptorLike, buffer: Any, offset: int) -> int:
         fileno = _fileno(fd)
         pin = k.Buffer(buffer, writable=True)
         off = _offset(offset)
+        _positional(fileno, off, writing=False)
     except BufferError:
         await _raise_at_checkpoint(TypeError("pread_into() argument must be a writable, C-contiguous buffer"))
     except _BAD_INPUT as exc:
@@ -263,6 +280,7 @@ async def pwrite(fd: FileDescriptorLike, data: Any, offset: int) -> int:
         fileno = _fileno(fd)
         pin = k.Buffer(data, writable=False)
         off = _offset(offset)
+        _positional(fileno, off, writing=True)
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     return await write_from(m, fileno, pin.address, pin.length, off, pin)
@@ -285,6 +303,7 @@ async def preadv(fd: FileDescriptorLike, buffers: Iterable[Any], offset: int, fl
         pins = [k.Buffer(b, writable=True) for b in buffers]
         off = _offset(offset)
         flags = operator.index(flags)
+        _positional(fileno, off, writing=False)
     except BufferError:
         await _raise_at_checkpoint(TypeError("preadv() arg 2 must be a sequence of writable bytes-like objects"))
     except _BAD_INPUT as exc:
@@ -304,6 +323,7 @@ async def pwritev(fd: FileDescriptorLike, buffers: Iterable[Any], offset: int, f
         pins = [k.Buffer(b, writable=False) for b in buffers]
         off = _offset(offset)
         flags = operator.index(flags)
+        _positional(fileno, off, writing=True)
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     iov = _iovecs(pins)
