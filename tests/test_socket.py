@@ -897,3 +897,37 @@ def test_data_already_waiting_is_taken_with_recv_and_waiting_is_a_RECV() -> None
             assert await a.recv(5000) == b"y" * 2000
 
     run(main)
+
+
+def test_a_listener_garbage_collected_without_close_stops_listening() -> None:
+    """The stdlib socket's finalizer closes the fd, but the multishot ACCEPT
+    holds the listening socket in the kernel; trio_uring ends the request
+    when the listener is collected, so the port refuses connections again
+    and no accepted fd is left behind."""
+    import gc
+    import warnings
+
+    async def main() -> None:
+        fds = fd_count()
+        listener = trio.socket.socket()
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with trio.move_on_after(0.01):
+            await listener.accept()  # arms the multishot ACCEPT
+        in_flight = trio.lowlevel.current_statistics().io_statistics.ops_in_flight
+        del listener
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+        for _ in range(100):
+            await trio.sleep(0.001)
+            if trio.lowlevel.current_statistics().io_statistics.ops_in_flight < in_flight:
+                break
+        assert trio.lowlevel.current_statistics().io_statistics.ops_in_flight == in_flight - 1
+        probe = socket.socket()
+        with probe, pytest.raises(ConnectionRefusedError):
+            probe.connect(("127.0.0.1", port))
+        assert fd_count() == fds
+
+    run(main)

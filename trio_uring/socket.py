@@ -62,6 +62,7 @@ import errno
 import os
 import socket as _stdlib_socket
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
@@ -140,11 +141,12 @@ class _Acceptor:
     """A listener's multishot ACCEPT and the connections it accepted that no
     ``accept()`` has taken yet."""
 
-    __slots__ = ("cancelled", "closed", "error", "fd", "m", "op", "ready", "waiter")
+    __slots__ = ("__weakref__", "cancelled", "closed", "error", "fd", "m", "op", "ready", "token", "waiter")
 
     def __init__(self, m: UringIOManager, fd: int, ready: deque[int] | None = None) -> None:
         self.m = m
         self.fd = fd
+        self.token = trio.lowlevel.current_trio_token()
         self.ready: deque[int] = ready if ready is not None else deque()
         self.error: BaseException | None = None
         self.waiter: Task | None = None
@@ -203,6 +205,29 @@ class _Acceptor:
         self.closed = True
         while self.ready:
             os.close(self.ready.popleft())
+
+    def abandon(self) -> None:
+        """The listener was garbage-collected without being closed.  The
+        stdlib socket's finalizer closed its fd, but the multishot ACCEPT
+        holds its own reference to the file: the socket would go on
+        listening, and accepting, until the run ends.  End the request from
+        the run loop -- a finalizer may run anywhere, even halfway through
+        an SQE being written -- and close what it accepted."""
+        if self.closed:
+            return
+        self.closed = True  # from now on on_cqe closes what arrives
+        try:
+            self.token.run_sync_soon(self._end)
+        except trio.RunFinishedError:
+            pass  # the run's teardown cancelled and drained it
+
+    def _end(self) -> None:
+        while self.ready:
+            os.close(self.ready.popleft())
+        op = self.op
+        if op is not None and not self.cancelled:
+            self.cancelled = True
+            self.m.cancel(op.user_data)
 
 
 class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
@@ -265,6 +290,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         if acceptor is None or acceptor.m is not m:
             # First accept, or the first of a new run (queued fds carry over).
             acceptor = self._acceptor = _Acceptor(m, fd, acceptor.ready if acceptor else None)
+            weakref.finalize(self, acceptor.abandon)
         await checkpoint_if_cancelled()
         if acceptor.error is not None:
             exc, acceptor.error = acceptor.error, None
@@ -276,7 +302,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
             await cancel_shielded_checkpoint()
         else:
             if acceptor.waiter is not None:
-                raise trio.BusyResourceError("another task is already accepting on this socket")
+                raise trio.BusyResourceError("another task is already reading / writing this fd")  # trio's wording
             if acceptor.op is None:
                 acceptor.arm()
             acceptor.waiter = current_task()
