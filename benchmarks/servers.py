@@ -2,7 +2,12 @@
 
     python benchmarks/servers.py KIND BACKEND [--cpu N] [--nofile N] [--max-seconds S]
 
-KIND is ``echo`` or ``http``; BACKEND is one of :data:`BACKENDS`.  The server
+KIND is ``echo``, ``http`` or ``echo-bare``; BACKEND is one of
+:data:`BACKENDS`.  ``echo-bare`` (trio backends only) is the echo handler
+without trio's stream layers: the stdlib socket's ``recv``/``send`` between
+``checkpoint_if_cancelled()`` and ``cancel_shielded_checkpoint()``, as
+trio's socket methods do them -- the ceiling for any trio code that keeps
+two checkpoints per round trip (``benchmarks/stream_layers.py``).  The server
 binds 127.0.0.1 on an ephemeral port, pins itself to CPU ``--cpu``, and
 prints one JSON line, ``{"port": ..., "pid": ...}``, on standard output.
 
@@ -80,6 +85,42 @@ async def trio_echo(stream: trio.SocketStream) -> None:
         Live.connections -= 1
 
 
+async def trio_echo_bare(stream: trio.SocketStream) -> None:
+    Live.connections += 1
+    sock = stream.socket._sock  # type: ignore[attr-defined]
+    checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+    cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
+    try:
+        with sock:
+            while True:
+                await checkpoint_if_cancelled()
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(sock)
+                    data = sock.recv(65536)
+                else:
+                    await cancel_shielded_checkpoint()
+                if not data:
+                    return
+                await checkpoint_if_cancelled()
+                try:
+                    sent = sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+                while sent < len(data):  # rare: the socket buffer is full
+                    await trio.lowlevel.wait_writable(sock)
+                    try:
+                        sent += sock.send(data[sent:])
+                    except BlockingIOError:
+                        pass
+                await cancel_shielded_checkpoint()
+    except OSError:
+        return
+    finally:
+        Live.connections -= 1
+
+
 async def trio_http(stream: trio.SocketStream) -> None:
     import h11
 
@@ -129,7 +170,12 @@ async def trio_control(backend: str, cancel_scope: trio.CancelScope) -> None:
 
 
 async def trio_main(kind: str, backend: str, max_seconds: float) -> None:
-    handler: Callable[[trio.SocketStream], Awaitable[None]] = trio_echo if kind == "echo" else trio_http
+    handlers: dict[str, Callable[[trio.SocketStream], Awaitable[None]]] = {
+        "echo": trio_echo,
+        "echo-bare": trio_echo_bare,
+        "http": trio_http,
+    }
+    handler = handlers[kind]
     with trio.move_on_after(max_seconds):
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
@@ -246,7 +292,7 @@ def serve(kind: str, backend: str, max_seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=("echo", "http"))
+    parser.add_argument("kind", choices=("echo", "http", "echo-bare"))
     parser.add_argument("backend", choices=BACKENDS)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     parser.add_argument("--nofile", type=int, default=4096, help="raise RLIMIT_NOFILE to this (own process only)")
