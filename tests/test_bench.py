@@ -133,3 +133,16 @@ def test_load_generator_counts_exactly(kind: str) -> None:
             assert (result["round_trips"], result["errors"]) == (500, 0)
     finally:
         _harness.kill_all()
+
+
+def test_stream_layers_script_runs_and_reports_three_servers() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "stream_layers.py"), "--rounds", "1", "--conns", "4", "--seconds", "0.2"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if "round trips/s" in line]
+    assert [line.split("  ")[0].strip() for line in lines] == ["trio", "trio, no stream layers", "trio_uring"]
