@@ -811,3 +811,20 @@ def test_random_reads_match_trio_cached_evicted_and_at_the_end(tmp_path: Path) -
     assert evicted == expected
     assert cached_reads == 0
     assert evicted_reads >= 1
+
+
+@pytest.mark.parametrize("mode", ["r+b", "w+b", "wb", "ab", "r+"])
+def test_seek_flushes_buffered_writes_to_the_kernel_as_trio_does(tmp_path: Path, mode: str) -> None:
+    """A seek on a writable buffered file flushes its buffer (io does): once
+    it returns, another reader of the file sees the bytes."""
+    path = tmp_path / "f"
+
+    async def main(opener: Any) -> bytes:
+        write_bytes(path, b"0123456789")
+        text = "b" not in mode
+        async with await opener(path, mode) as f:
+            await f.write("abc" if text else b"abc")  # buffered: not in the kernel yet
+            await f.seek(0)
+            return read_bytes(path)  # another reader, through its own fd
+
+    assert run(main, trio_uring.open_file) == trio.run(main, trio.open_file)

@@ -1150,7 +1150,9 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
         if whence == os.SEEK_END or self._kind == "text":
             return await self._drive(self._plan_seek, self._wrapped.seek, target, whence)  # type: ignore[attr-defined, no-any-return]
         raw = self._raw
-        if self._busy or raw._queue or self._run_manager is None:
+        # (a writable file's seek may flush the buffered layer: its writes
+        # must be committed, which _drive does)
+        if self._busy or raw._writable or raw._queue or self._run_manager is None:
             return await self._drive(None, self._wrapped.seek, target, whence)  # type: ignore[attr-defined, no-any-return]
         try:
             current: object = _trio_run.GLOBAL_RUN_CONTEXT.runner.io_manager
