@@ -55,9 +55,9 @@ Cancellation
   ran, its result is returned);
 * an unbuffered write (``buffering=0``) is one WRITE: ``Cancelled`` means
   nothing was written, otherwise it returns the count written; a buffered
-  binary write of at least a buffer's size is flushed and written the same
+  binary write larger than its buffer is flushed and written the same
   way, bypassing the buffer;
-* smaller buffered writes, and text writes, *accept* the data into the
+* buffered writes that fit the buffer, and text writes, *accept* the data into the
   file's buffers, exactly as ``io`` does; if the WRITE that pushes buffered
   bytes to the kernel is cancelled, whatever the kernel did not take stays
   queued (in order, ahead of everything else) and goes out with the next
@@ -367,9 +367,10 @@ class _Raw(io.RawIOBase):
         """Account for ``chunk`` written (or queued) at ``at``."""
         self._cache_write(at, chunk)
         end = at + len(chunk)
-        self._size = max(self._size, end)
-        if self._eof is not None:
-            self._eof = max(self._eof, end)
+        if chunk:  # writing nothing past the end does not extend the file
+            self._size = max(self._size, end)
+            if self._eof is not None:
+                self._eof = max(self._eof, end)
         self._pos = end
 
     def truncate(self, size: int | None = None, /) -> int:
@@ -1200,7 +1201,9 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
                 n = memoryview(data).nbytes
             except TypeError:
                 n = 0
-            if n >= self._buffer_size and not self._raw.closed and self._raw._writable:
+            # (CPython buffers a write that fits the buffer, even exactly:
+            # bufferedio.c, _io__Buffered_write_impl)
+            if n > self._buffer_size and not self._raw.closed and self._raw._writable:
                 return await self._direct_write(data, flush_first=True)
         return await self._drive(None, self._wrapped.write, data)  # type: ignore[attr-defined, no-any-return]
 
