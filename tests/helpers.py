@@ -238,3 +238,22 @@ def nothing_left_behind() -> Iterator[None]:
     before = (fd_count(), *requests_and_records(m))
     yield
     assert (fd_count(), *requests_and_records(m)) == before, (m._ops, m._fds)
+
+
+def run_as_guest_of_asyncio(trio_main: Callable[[], Awaitable[Any]]) -> Any:
+    """``trio_main()`` as a trio guest run inside ``asyncio.run`` (with
+    whatever IO manager is installed); its result, or its exception."""
+    import asyncio
+
+    async def host() -> Any:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        trio.lowlevel.start_guest_run(
+            trio_main,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=done.set_result,
+            host_uses_signal_set_wakeup_fd=True,
+        )
+        return (await done).unwrap()
+
+    return asyncio.run(host())

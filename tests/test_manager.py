@@ -3,7 +3,6 @@ notify_closing, wakeups, statistics, teardown, guest mode, installation."""
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import random
@@ -23,6 +22,8 @@ import trio.testing
 import trio_uring
 from trio_uring import _kernel as k
 from trio_uring._manager import Operation, UringIOManager
+
+from .helpers import run_as_guest_of_asyncio
 
 
 def manager() -> UringIOManager:
@@ -462,19 +463,8 @@ def test_guest_mode_on_asyncio() -> None:
             os.close(r)
             os.close(w)
 
-    async def host() -> Any:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
-        trio.lowlevel.start_guest_run(
-            trio_main,
-            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
-            done_callback=done.set_result,
-            host_uses_signal_set_wakeup_fd=True,
-        )
-        return (await done).unwrap()
-
     with trio_uring.installed():
-        assert asyncio.run(host()) == ("io_uring", "plain", b"guest")
+        assert run_as_guest_of_asyncio(trio_main) == ("io_uring", "plain", b"guest")
 
 
 # ---- installation ---------------------------------------------------------------------------

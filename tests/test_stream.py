@@ -17,7 +17,7 @@ import trio.testing
 import trio_uring
 from trio_uring import _stream
 
-from .helpers import STRESS, fd_count, ops_submitted, run
+from .helpers import STRESS, fd_count, ops_submitted, run, run_as_guest_of_asyncio
 from .test_socket import tcp_stream_pair
 
 _TRIO_RECEIVE_SOME = trio.SocketStream.receive_some
@@ -335,7 +335,6 @@ def test_streams_in_guest_mode_on_asyncio() -> None:
     """trio as a guest of asyncio (the ring without DEFER_TASKRUN): the
     stream methods wait on RECVs, one is cancelled in flight, no byte is
     lost."""
-    import asyncio
 
     async def trio_main() -> tuple[str, bytes, int]:
         client, server = await tcp_stream_pair()
@@ -357,19 +356,8 @@ def test_streams_in_guest_mode_on_asyncio() -> None:
             stats = trio.lowlevel.current_statistics().io_statistics
             return str(stats.ring_mode), got, cancels
 
-    async def host() -> Any:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
-        trio.lowlevel.start_guest_run(
-            trio_main,
-            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
-            done_callback=done.set_result,
-            host_uses_signal_set_wakeup_fd=True,
-        )
-        return (await done).unwrap()
-
     with trio_uring.installed():
-        mode, got, cancels = asyncio.run(host())
+        mode, got, cancels = run_as_guest_of_asyncio(trio_main)
     assert mode == "plain"
     assert got == b"guest " * 1000
     assert cancels == 1

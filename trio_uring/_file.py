@@ -790,17 +790,9 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
     async def _drive(self, plan: Callable[..., Awaitable[None]] | None, fn: Callable[..., Any], *args: Any) -> Any:
         """prefetch (``plan``), run ``fn(*args)`` on the io object, commit.
 
-        The hot path of every method: written out (no helper calls) where
-        nothing is queued and nobody waits."""
-        try:
-            io_manager: object = _trio_run.GLOBAL_RUN_CONTEXT.runner.io_manager
-        except AttributeError:
-            io_manager = None
-        if io_manager is self._run_io:
-            m = self._run_manager
-        else:
-            m = current_manager("READ", "WRITE", "CLOSE", "STATX")
-            self._run_io, self._run_manager = io_manager, m
+        The hot path of every method: no helper coroutines where nothing is
+        queued and nobody waits."""
+        m = self._manager_now()
         if m is None:
             return await trio.to_thread.run_sync(fn, *args)
         # one operation at a time, as io's own lock does
@@ -824,16 +816,18 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
                 if raw.ios == ios:
                     await cancel_shielded_checkpoint()
         finally:
-            raw.driving = False
-            # Keep what a later operation may still scan: the buffered layer
-            # is at most a buffer away from the raw position.
-            if raw._extents:
-                raw.trim(raw._pos - 2 * self._buffer_size)
-            else:
-                raw._eof = None
-            self._busy = False
-            if self._waiters:
-                self._waiters.unpark()
+            self._release()
+
+    def _manager_now(self) -> UringIOManager | None:
+        """The current run's manager, if it has the file opcodes (None: a
+        stock run, or a kernel without them); remembered per run."""
+        try:
+            io_manager: object = _trio_run.GLOBAL_RUN_CONTEXT.runner.io_manager
+        except AttributeError:
+            io_manager = None
+        if io_manager is not self._run_io:
+            self._run_io, self._run_manager = io_manager, current_manager("READ", "WRITE", "CLOSE", "STATX")
+        return self._run_manager
 
     async def _acquire(self) -> None:
         await checkpoint_if_cancelled()
@@ -842,9 +836,15 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
         self._busy = True
 
     def _release(self) -> None:
+        """After an operation: let the next one in."""
         raw = self._raw
         raw.driving = False
-        raw.trim(raw._pos - 2 * self._buffer_size)
+        # Keep what a later operation may still scan: the buffered layer is
+        # at most a buffer away from the raw position.
+        if raw._extents:
+            raw.trim(raw._pos - 2 * self._buffer_size)
+        else:
+            raw._eof = None
         self._busy = False
         if self._waiters:
             self._waiters.unpark()
@@ -1071,12 +1071,8 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
         if type(size) is int and size > 0 and self._plain_reader():
             raw = self._raw
             if not (self._busy or raw._extents or raw._queue) and raw._nowait and raw._fd_open and not raw.closed:
-                m = self._run_manager
-                try:
-                    current: object = _trio_run.GLOBAL_RUN_CONTEXT.runner.io_manager
-                except AttributeError:
-                    current = None
-                if m is not None and current is self._run_io and not m.force_ring:
+                m = self._manager_now()
+                if m is not None and not m.force_ring:
                     data = await self._read_random(raw, size)
                     if data is not None:
                         return data
@@ -1117,11 +1113,7 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
         try:
             data: bytes = wrapped.read(size)
         finally:
-            raw.driving = False
-            raw.trim(raw._pos - 2 * self._buffer_size)
-            self._busy = False
-            if self._waiters:
-                self._waiters.unpark()
+            self._release()
             await cancel_shielded_checkpoint()
         return data
 
@@ -1153,30 +1145,17 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
         raw = self._raw
         # (a writable file's seek may flush the buffered layer: its writes
         # must be committed, which _drive does)
-        if self._busy or raw._writable or raw._queue or self._run_manager is None:
+        if self._busy or raw._writable or raw._queue or self._manager_now() is None:
             return await self._drive(None, self._wrapped.seek, target, whence)  # type: ignore[attr-defined, no-any-return]
-        try:
-            current: object = _trio_run.GLOBAL_RUN_CONTEXT.runner.io_manager
-        except AttributeError:
-            current = None
-        if current is not self._run_io:
-            return await self._drive(None, self._wrapped.seek, target, whence)  # type: ignore[attr-defined, no-any-return]
-        # _drive with no plan and nothing queued, written out (seek is hot
-        # in random reads)
+        # _drive with no plan and nothing queued, without its coroutine
+        # (seek is hot in random reads)
         await checkpoint_if_cancelled()
         self._busy = True
         raw.driving = True
         try:
             return self._wrapped.seek(target, whence)  # type: ignore[attr-defined, no-any-return]
         finally:
-            raw.driving = False
-            if raw._extents:
-                raw.trim(raw._pos - 2 * self._buffer_size)
-            else:
-                raw._eof = None
-            self._busy = False
-            if self._waiters:
-                self._waiters.unpark()
+            self._release()
             await cancel_shielded_checkpoint()
 
     async def _async_tell(self) -> int:
