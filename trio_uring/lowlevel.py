@@ -55,16 +55,39 @@ import os
 import socket
 import sys
 from collections.abc import Iterable
-from typing import Any, Final, NoReturn, Protocol, overload
+from typing import Any, Final, overload
 
 import trio
 import trio.lowlevel
 
 from . import _kernel as k
 from . import _sockops
+from ._entry import BAD_INPUT as _BAD_INPUT
+from ._entry import FileDescriptorLike
+from ._entry import fileno as _fileno
+from ._entry import manager as _manager
+from ._entry import raise_at_checkpoint as _raise_at_checkpoint
+from ._fileops import (
+    fallocate,
+    fdatasync,
+    fsync,
+    ftruncate,
+    linkat,
+    mkdirat,
+    openat,
+    pread,
+    pread_into,
+    preadv,
+    pwrite,
+    pwritev,
+    renameat,
+    splice,
+    statx,
+    symlinkat,
+    unlinkat,
+)
 from ._manager import UringIOManager
 from ._sockaddr import SOCKADDR_MAX, c_int, control_space, pack_sockaddr
-from ._support import UnsupportedError
 
 __all__ = [
     "accept",
@@ -100,48 +123,13 @@ __all__ = [
 ]
 
 
-class _HasFileno(Protocol):
-    def fileno(self) -> int: ...
-
-
-FileDescriptorLike = int | _HasFileno
 #: ``(host, port)``, ``(host, port, flowinfo, scope_id)``, or an AF_UNIX path.
 Address = str | bytes | os.PathLike[str] | os.PathLike[bytes] | tuple[Any, ...]
 
 # __kernel_timespec.tv_sec is s64; ktime saturates well below this.
 _MAX_SLEEP_SEC: Final = 1 << 62
 
-_NOT_IN_URING_RUN: Final = "must be called from inside trio_uring.run / an installed trio run"
-
-# Errors from argument checking, raised after a checkpoint (as trio does).
-_BAD_INPUT: Final = (TypeError, ValueError, OverflowError, OSError)
-
-
 # ---- plumbing -------------------------------------------------------------------------
-
-
-def _manager(opcode_name: str) -> UringIOManager:
-    """The current run's io_uring manager, after checking the kernel has the op."""
-    try:
-        io: object = trio._core._run.GLOBAL_RUN_CONTEXT.runner.io_manager
-    except AttributeError:
-        io = None
-    if not isinstance(io, UringIOManager):
-        raise RuntimeError(_NOT_IN_URING_RUN)
-    if k.opcode_number(opcode_name) not in io.ring.probe():
-        raise UnsupportedError(
-            "missing-opcode",
-            f"this kernel's io_uring lacks the opcode {opcode_name}",
-            "upgrade to Linux 5.19 or newer, or use trio's own socket methods",
-        )
-    return io
-
-
-async def _raise_at_checkpoint(exc: BaseException) -> NoReturn:
-    """Fail like trio's socket methods do on a bad argument: a checkpoint
-    first (so a cancelled task gets Cancelled), then the error."""
-    await trio.lowlevel.checkpoint()
-    raise exc
 
 
 def _msg_flags(flags: object) -> int:
@@ -152,18 +140,6 @@ def _msg_flags(flags: object) -> int:
 
 
 _FLAGS_KEPT: Final = 0xFFFFFFFF & ~int(socket.MSG_DONTWAIT)
-
-
-def _fileno(sock: FileDescriptorLike) -> int:
-    if isinstance(sock, int):
-        return c_int(sock)
-    fileno = getattr(sock, "fileno", None)
-    if fileno is None:
-        raise TypeError(f"expected an int file descriptor or an object with fileno(), not {type(sock).__name__!r}")
-    fd = fileno()
-    if not isinstance(fd, int):
-        raise TypeError(f"fileno() returned {type(fd).__name__!r}, not int")
-    return c_int(fd)
 
 
 # Arguments are checked in the stdlib's order: every argument converted to
@@ -579,25 +555,3 @@ async def sleep(seconds: float) -> None:
         # -ETIME is how a TIMEOUT reports that its time is up.
         if exc.errno != errno.ETIME:
             raise
-
-
-# File operations (issue 4), at the end: _fileops uses the plumbing above.
-from ._fileops import (  # noqa: E402
-    fallocate,
-    fdatasync,
-    fsync,
-    ftruncate,
-    linkat,
-    mkdirat,
-    openat,
-    pread,
-    pread_into,
-    preadv,
-    pwrite,
-    pwritev,
-    renameat,
-    splice,
-    statx,
-    symlinkat,
-    unlinkat,
-)

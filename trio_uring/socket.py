@@ -281,9 +281,10 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         fd = self._sock.fileno()
         if m is None or fd < 0:
             return await super().accept()  # type: ignore[no-any-return]
-        if m.force_ring:
-            # under trio_uring.testing: one ACCEPT request per call, so that
-            # each accept is an operation the faults can reach
+        if m.force_ring or not m.kernel.multishot_accept:
+            # One ACCEPT request per call: before 5.19 (no multishot ACCEPT),
+            # and under trio_uring.testing, so that each accept is an
+            # operation the faults can reach.
             new_fd, _address = await _sockops.accept(m, fd)
             return self._adopt(new_fd)
         acceptor = self._acceptor
