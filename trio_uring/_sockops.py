@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from trio.lowlevel import checkpoint_if_cancelled
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from . import _kernel as k
 from ._manager import READER, WRITER, UringIOManager
@@ -85,7 +85,21 @@ async def _recv_when_readable(
         n = await recv_into(m, fd, k.Buffer(buf, writable=True), nbytes, flags)
         return bytes(memoryview(buf)[:n]), False
     if recv_now is None:
+        # lowlevel.recv: nobody asked the socket yet.  Ask it first, as
+        # trio's own methods do: its errors (ENOTSOCK, EBADF ...) are then
+        # recv(2)'s, where a readiness wait on a non-socket might never end.
         recv_now = _fd_recv(fd)
+        await checkpoint_if_cancelled()
+        try:
+            data = recv_now(nbytes, flags | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        except BaseException:
+            await cancel_shielded_checkpoint()
+            raise
+        else:
+            await cancel_shielded_checkpoint()
+            return data, len(data) == nbytes
     while True:
         await m.wait_readable(fd)
         try:
