@@ -1,4 +1,6 @@
-"""The socket operations themselves: one SQE each, through ``perform``.
+"""The socket operations themselves: one SQE each, through ``perform``
+(except :func:`recv` where the kernel has no provided-buffer rings, before
+5.19: a readiness wait, then ``recv(2)``).
 
 Arguments arrive checked and resolved: :mod:`.lowlevel` (the public
 functions on fds) and :mod:`.socket` (trio's socket methods) do that, each

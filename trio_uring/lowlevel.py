@@ -33,9 +33,15 @@ Addresses are those of ``AF_INET``, ``AF_INET6`` and ``AF_UNIX`` sockets, in
 the stdlib's formats.  Host names are resolved with
 :func:`trio.socket.getaddrinfo`, as trio's own sockets do.
 
-Opcodes are checked lazily: the first call of a function whose opcode the
-kernel lacks raises :class:`trio_uring.UnsupportedError` (cause
-``"missing-opcode"``).
+Which opcodes the kernel has is the ring's kernel record (:mod:`._features`),
+decided once at ring setup.  Where a newer feature is missing, a function
+takes a fallback with the same results: :func:`recv` without provided-buffer
+rings (before 5.19) is ``recv(2)``, after a readiness wait (POLL_ADD) if
+nothing is waiting; :func:`ftruncate` without FTRUNCATE (before 6.9) is
+``ftruncate(2)`` in a worker thread.  A function whose opcode the kernel lacks
+and that has no fallback raises :class:`trio_uring.UnsupportedError` (cause
+``"missing-opcode"``) naming the opcode, the release that has it and what to
+call instead; at the floor (Linux 5.15) every function here has its opcode.
 
 A few caveats where io_uring and the kernel differ from "it did not happen":
 
@@ -253,7 +259,9 @@ async def recv(sock: FileDescriptorLike, nbytes: int, flags: int = 0) -> bytes:
 
     The data lands in a buffer the kernel picks from trio_uring's
     provided-buffer ring when it arrives, so a task parked here holds no
-    buffer; one call returns at most 64 KiB.
+    buffer; one call returns at most 64 KiB.  (Before 5.19, without
+    provided-buffer rings: ``recv(2)``, after a POLL_ADD readiness wait if
+    nothing is waiting -- no buffer held while waiting either.)
     """
     m = _manager("RECV")
     try:
