@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from pathlib import Path
 
 import pytest
 import trio
@@ -88,11 +89,7 @@ def test_a_profile_narrows_flags_features_and_opcodes(name: str) -> None:
         assert record.features == native_record.features & profile.features
         assert record.opcodes == {op for op in native_record.opcodes if op <= profile.last_opcode}
         # the fastest mode both the profile and this kernel have
-        expected = next(
-            mode
-            for mode in native_modes()
-            if not _mode_flags(mode) & ~profile.setup_flags
-        )
+        expected = next(mode for mode in native_modes() if not _mode_flags(mode) & ~profile.setup_flags)
         assert ring.mode == expected
         assert ring.describe()["kernel_profile"] == name
 
@@ -368,3 +365,33 @@ def test_an_opcode_without_fallback_names_itself_its_release_and_what_to_call(pr
         assert "5.19" not in str(exc)
 
     run(main)
+
+
+def test_the_pytest_option_sets_the_profile_for_the_session_and_its_subprocesses(tmp_path: Path) -> None:
+    (tmp_path / "test_profile.py").write_text(
+        "import os, subprocess, sys, trio_uring\n"
+        "def test_profile():\n"
+        "    assert trio_uring.check_support()['kernel_profile'] == '5.19'\n"
+        "    code = 'import trio_uring; print(trio_uring.check_support()[\"kernel_profile\"])'\n"
+        "    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True).stdout\n"
+        "    assert out.strip() == '5.19'\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != _features.ENV}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--trio-uring-kernel=5.19", "test_profile.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "trio_uring kernel profile: 5.19" in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "--trio-uring-kernel=4.19", "test_profile.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert bad.returncode == 4  # a usage error
+    assert "invalid choice: '4.19'" in bad.stderr
