@@ -21,10 +21,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import trio
-import trio._core._run as _trio_run
 
-from ._manager import STOCK_IO_MANAGER, UringIOManager, installation
+from ._manager import UringIOManager, installation
 from ._support import UnsupportedError, check_machine, check_support
+from ._trio_compat import STOCK_IO_MANAGER
+from ._trio_compat import run_module as _trio_run
 from .socket import patch_trio, unpatch_trio
 
 __all__ = ["install", "installed", "is_installed", "run", "uninstall"]

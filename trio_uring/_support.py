@@ -296,6 +296,9 @@ def missing_opcodes(supported: Iterable[int], required: Iterable[str]) -> list[s
 
 
 def check_machine() -> None:
+    from ._trio_compat import check_trio  # the installed trio's private hooks
+
+    check_trio()
     machine = platform.machine().lower()
     if os.uname().sysname != "Linux":
         raise UnsupportedError("no-kernel-support", f"io_uring is Linux-only, not {os.uname().sysname}", "use Linux")

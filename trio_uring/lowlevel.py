@@ -62,7 +62,9 @@ import trio.lowlevel
 
 from . import _kernel as k
 from . import _sockops
+from . import _trio_compat as _compat
 from ._manager import UringIOManager
+from ._pyerrors import socket_refuses
 from ._sockaddr import SOCKADDR_MAX, c_int, control_space, pack_sockaddr
 from ._support import UnsupportedError
 
@@ -123,7 +125,7 @@ _BAD_INPUT: Final = (TypeError, ValueError, OverflowError, OSError)
 def _manager(opcode_name: str) -> UringIOManager:
     """The current run's io_uring manager, after checking the kernel has the op."""
     try:
-        io: object = trio._core._run.GLOBAL_RUN_CONTEXT.runner.io_manager
+        io: object = _compat.run_module.GLOBAL_RUN_CONTEXT.runner.io_manager
     except AttributeError:
         io = None
     if not isinstance(io, UringIOManager):
@@ -191,12 +193,13 @@ def _ancbufsize(n: int) -> int:
 
 
 def _pin_writable(buffer: Any, what: str) -> k.Buffer:
+    """``buffer`` pinned for the kernel to write into; for one that cannot
+    be, what the socket method ``what`` raises for it."""
     try:
         return k.Buffer(buffer, writable=True)
-    except BufferError:
-        raise TypeError(
-            f"{what}() argument 1 must be read-write bytes-like object, not {type(buffer).__name__}"
-        ) from None
+    except (BufferError, TypeError):
+        arg = [buffer] if what == "recvmsg_into" else buffer
+        raise socket_refuses(what, arg) from None
 
 
 def _family(sock: FileDescriptorLike, fd: int) -> int:
