@@ -39,9 +39,11 @@ def _activate() -> None:
 
 
 def _deactivate_if_unused() -> None:
-    if not installation.globally and installation.runs == 0:
+    if installation.globally or installation.runs:
+        return
+    if getattr(_trio_run, "TheIOManager", None) is UringIOManager:  # only undo what _activate did
         setattr(_trio_run, "TheIOManager", STOCK_IO_MANAGER)  # noqa: B010
-        unpatch_trio()
+    unpatch_trio()
 
 
 def is_installed() -> bool:

@@ -48,7 +48,9 @@ class UnsupportedError(OSError):
     """io_uring cannot be used here.  ``cause`` is a short keyword
     (``"no-kernel-support"``, ``"seccomp"``, ``"sysctl-disabled"``,
     ``"memlock"``, ``"missing-opcode"``, ``"missing-feature"``,
-    ``"architecture"``, ``"unknown"``); ``remedy`` says what to do."""
+    ``"architecture"``, ``"trio-version"`` (the installed trio lacks a
+    private hook trio_uring replaces), ``"unknown"``); ``remedy`` says what
+    to do."""
 
     def __init__(self, cause: str, reason: str, remedy: str, errno_: int | None = None) -> None:
         self.cause = cause

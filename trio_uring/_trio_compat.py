@@ -31,6 +31,7 @@ The hooks, and what "the right shape" means for each:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import re
@@ -131,6 +132,18 @@ FILE_ASYNC_METHODS: Final[Any] = _attr(file_io, "_FILE_ASYNC_METHODS", frozenset
 _uses(_attr(run_module, "Runner", None), "current_statistics", "statistics")
 
 
+@functools.cache
+def missing_hooks() -> tuple[str, ...]:
+    """The hooks this trio lacks: :data:`MISSING`, and any method trio's
+    own IO manager has that trio_uring's lacks (what a newer trio's runner
+    might call)."""
+    from ._manager import UringIOManager
+
+    stock = STOCK_IO_MANAGER
+    protocol = [name for name in dir(stock) if not name.startswith("_") and callable(getattr(stock, name))]
+    return (*MISSING, *(f"IO manager method {name}" for name in protocol if not hasattr(UringIOManager, name)))
+
+
 def _release(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", version.split("+")[0])[:3])
 
@@ -144,11 +157,12 @@ def check_trio() -> None:
     trio_uring needs; warn once (:class:`UntestedTrioWarning`) if it has
     them all but is newer than the tested range."""
     global _warned
-    if MISSING:
+    missing = missing_hooks()
+    if missing:
         raise UnsupportedError(
             "trio-version",
             f"trio {TRIO_VERSION} does not have the private hooks trio_uring replaces "
-            f"(missing: {', '.join(MISSING)}); trio_uring is tested with trio {TESTED[0]} to {TESTED[1]}",
+            f"(missing: {', '.join(missing)}); trio_uring is tested with trio {TESTED[0]} to {TESTED[1]}",
             f"install a trio in that range (pip install 'trio>={TESTED[0]},<={TESTED[1]}'), look for a newer "
             "trio_uring, or keep trio's own backend (trio_uring.install(fallback=True))",
         )

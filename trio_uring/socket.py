@@ -608,6 +608,6 @@ def patch_trio() -> None:
 def unpatch_trio() -> None:
     """Give trio back its own socket class (for sockets made from now on)."""
     with _patch_lock:
-        if _compat.socket_module._SocketType is UringSocket:
+        if getattr(_compat.socket_module, "_SocketType", None) is UringSocket:
             _compat.socket_module._SocketType = _TrioSocketType
             _stream.unpatch()

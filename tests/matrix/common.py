@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,9 +75,9 @@ def venv(name: str, python: str, requirements: list[str], *, extras: str = "test
     trio_uring did not change any pinned requirement's version."""
     path = VENVS / name
     py = path / "bin" / "python"
-    key = hashlib.sha256(
-        "\n".join([python, extras, *requirements, (ROOT / "pyproject.toml").read_text()]).encode()
-    ).hexdigest()[:16]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = json.dumps([project["dependencies"], project.get("optional-dependencies")], sort_keys=True)
+    key = hashlib.sha256("\n".join([python, extras, *requirements, deps]).encode()).hexdigest()[:16]
     stamp = path / f".stamp-{key}"
     if stamp.exists():
         return py
