@@ -14,6 +14,7 @@ docs/conformance.md; fails if any version has a regression.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -50,8 +51,13 @@ def main() -> int:
         got = subprocess.run([str(py), "-c", "import trio; print(trio.__version__)"], capture_output=True, text=True)
         if got.stdout.strip() != version:
             raise SystemExit(f"the venv for trio {version} has trio {got.stdout.strip() or got.stderr}")
+        env = {"TRIO_URING_CONFORMANCE_TIMEOUT": "10800", **os.environ}
         proc = subprocess.run(
-            [str(py), str(ROOT / "tests" / "conformance" / "run.py"), *extra], cwd=ROOT, capture_output=True, text=True
+            [str(py), str(ROOT / "tests" / "conformance" / "run.py"), *extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=env,
         )
         out = proc.stdout + proc.stderr
         print(out[-2500:], flush=True)
