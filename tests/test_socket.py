@@ -645,6 +645,8 @@ BAD_CALLS = [
     ("send", lambda s: s.send(b"x", "flags")),
     ("sendto", lambda s: s.sendto(b"x", ("127.0.0.1", 99999))),
     ("sendmsg", lambda s: s.sendmsg([b"x"], [(1, 2)])),
+    ("sendmsg", lambda s: s.sendmsg([b"x"], [5])),
+    ("sendmsg", lambda s: s.sendmsg([b"x"], [(2**31, 1, b"")])),
     ("recvmsg", lambda s: s.recvmsg(-5)),
 ]
 
