@@ -8,6 +8,7 @@ BENCH_STAMP := $(VENV)/.installed-bench-$(shell cat pyproject.toml | cksum | cut
 DOCS_STAMP := $(VENV)/.installed-docs-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick test-profiles profiles-ci
+.PHONY: test-versions test-matrix conformance-matrix anyio-matrix
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +34,9 @@ demo: $(STAMP)
 	$(PY) examples/echo.py
 
 ## make test: lint, types, the docs (warning-free), our tests, and trio's own suite on io_uring vs stock,
-## then the kernel profiles' CI set (profiles-ci, below)
+## then the kernel profiles' CI set (profiles-ci, below) and the Python/trio/anyio versions' CI set (test-versions)
 test: $(STAMP) lint typecheck docs unit conformance profiles-ci
+	$(MAKE) test-versions
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests
@@ -93,3 +95,28 @@ bench-quick: $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info docs/_build
+	rm -rf .venv-matrix
+
+## make test-versions: CI's reduced version matrix (docs/quickstart.md, "Supported versions"):
+## the typing check of examples/ and tests/typing, our suite on Python 3.12 and 3.13
+## (3.11 is `unit`), trio 0.27's own suite on Python 3.13 (`conformance` is trio 0.35
+## on 3.11), tests/test_anyio.py on anyio 4.4.0 (`unit` has the newest)
+test-versions: $(STAMP)
+	$(VENV)/bin/mypy --strict examples tests/typing
+	$(PY) tests/matrix/pythons.py --pythons 3.12,3.13
+	$(PY) tests/matrix/trios.py --trios 0.27.0 --python 3.13
+	$(PY) tests/matrix/anyios.py --anyios 4.4.0
+
+## make test-matrix: our suite and mypy --strict of examples/ and tests/typing on
+## every Python 3.11-3.13 found (python3.X on PATH, then pyenv's versions), a venv each
+test-matrix:
+	$(PYTHON) tests/matrix/pythons.py
+
+## make conformance-matrix: trio's own suite, stock vs trio_uring, for each trio
+## 0.27-0.35 beside trio_uring (docs/conformance.md)
+conformance-matrix:
+	$(PYTHON) tests/matrix/trios.py
+
+## make anyio-matrix: tests/test_anyio.py on anyio 4.4.0 and the newest
+anyio-matrix:
+	$(PYTHON) tests/matrix/anyios.py

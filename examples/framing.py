@@ -103,7 +103,7 @@ async def check_reader(region: Region, reader_class: type[NaiveReader] | type[Bu
     await sender.send_all(b"".join(frame(m) for m in MESSAGES))
     await sender.aclose()
     reader = reader_class(receiver)
-    received = []
+    received: list[bytes] = []
     with region:
         while len(received) < len(MESSAGES):
             received.append(await reader.receive_message())

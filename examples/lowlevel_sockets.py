@@ -24,6 +24,7 @@ async def main() -> None:
         await lowlevel.send(a, b"pong")
         print(await lowlevel.recv(b, 100))  # b'pong': the cancelled recv took nothing
         stats = trio.lowlevel.current_statistics().io_statistics
+        assert isinstance(stats, trio_uring.UringStatistics)  # (trio types it as its own backends' statistics)
         print(stats.backend, dict(sorted(stats.ops_submitted.items())))
 
 

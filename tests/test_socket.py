@@ -644,10 +644,15 @@ BAD_CALLS = [
     ("recv", lambda s: s.recv(-1)),
     ("recv_into", lambda s: s.recv_into(b"read-only")),
     ("recv_into", lambda s: s.recv_into(bytearray(4), 10)),
+    ("recv_into", lambda s: s.recv_into(memoryview(bytearray(8))[::2])),
+    ("recvmsg_into", lambda s: s.recvmsg_into([b"read-only"])),
+    ("recvfrom_into", lambda s: s.recvfrom_into(b"read-only")),
     ("send", lambda s: s.send("text")),
     ("send", lambda s: s.send(b"x", "flags")),
     ("sendto", lambda s: s.sendto(b"x", ("127.0.0.1", 99999))),
     ("sendmsg", lambda s: s.sendmsg([b"x"], [(1, 2)])),
+    ("sendmsg", lambda s: s.sendmsg([b"x"], [5])),
+    ("sendmsg", lambda s: s.sendmsg([b"x"], [(2**31, 1, b"")])),
     ("recvmsg", lambda s: s.recvmsg(-5)),
 ]
 

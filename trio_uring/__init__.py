@@ -14,12 +14,14 @@ from ._manager import UringIOManager, UringStatistics
 from ._path import Path
 from ._sendfile import sendfile
 from ._support import UnsupportedError, check_support, is_supported
+from ._trio_compat import UntestedTrioWarning
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Path",
     "UnsupportedError",
+    "UntestedTrioWarning",
     "UringIOManager",
     "UringStatistics",
     "anyio_run",

@@ -13,6 +13,7 @@ from typing import Final, NoReturn, Protocol
 import trio
 import trio.lowlevel
 
+from . import _trio_compat as _compat
 from ._features import missing_opcode_message
 from ._manager import UringIOManager
 from ._sockaddr import c_int
@@ -35,7 +36,7 @@ BAD_INPUT: Final = (TypeError, ValueError, OverflowError, OSError)
 def run_manager() -> UringIOManager:
     """The current run's io_uring manager (RuntimeError outside one)."""
     try:
-        io: object = trio._core._run.GLOBAL_RUN_CONTEXT.runner.io_manager
+        io: object = _compat.run_module.GLOBAL_RUN_CONTEXT.runner.io_manager
     except AttributeError:
         io = None
     if not isinstance(io, UringIOManager):

@@ -95,16 +95,22 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, overload
 
 import trio
-import trio._core._run as _trio_run
-from trio._file_io import _FILE_ASYNC_METHODS, _FILE_SYNC_ATTRS, AsyncIOWrapper
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from . import _fileops as fo
 from . import _kernel as k
 from ._entry import manager as _manager
 from ._entry import raise_at_checkpoint as _raise_at_checkpoint
+from . import _trio_compat as _compat
 from ._manager import UringIOManager
+from ._pyerrors import fileio_refuses
 from ._support import UnsupportedError
+
+if TYPE_CHECKING:
+    from trio._file_io import AsyncIOWrapper
+else:
+    AsyncIOWrapper = _compat.AsyncIOWrapper
+_trio_run: Final = _compat.run_module
 
 if TYPE_CHECKING:
     from io import BufferedRandom, BufferedReader, BufferedWriter, FileIO, TextIOWrapper
@@ -145,7 +151,7 @@ def current_manager(*opcodes: str) -> UringIOManager | None:
     None (a plain trio run, or a kernel without them): the callers then use
     trio's thread path.  Remembered per run (the probe does not change)."""
     try:
-        io_manager: object = trio._core._run.GLOBAL_RUN_CONTEXT.runner.io_manager
+        io_manager: object = _trio_run.GLOBAL_RUN_CONTEXT.runner.io_manager
     except AttributeError:
         return None
     seen = _CHECKED.get(opcodes)
@@ -288,10 +294,10 @@ class _Raw(io.RawIOBase):
 
     def read(self, size: int | None = -1, /) -> bytes:
         if size is not None and not isinstance(size, int):
-            raise TypeError(f"argument should be integer or None, not '{type(size).__name__}'")
+            raise fileio_refuses("r", "read", size)
         self._check_open()
         if not self._readable:
-            raise io.UnsupportedOperation("File not open for reading")
+            raise fileio_refuses("w", "read")
         if size is None or size < 0:
             return self.readall()
         buf = bytearray(size)
@@ -317,10 +323,10 @@ class _Raw(io.RawIOBase):
         except TypeError:
             view = None
         if view is None or view.readonly:
-            raise TypeError(f"readinto() argument must be read-write bytes-like object, not {type(buffer).__name__}")
+            raise fileio_refuses("r", "readinto", buffer)
         self._check_open()
         if not self._readable:
-            raise io.UnsupportedOperation("File not open for reading")
+            raise fileio_refuses("w", "read")
         with view, view.cast("B") as mv:
             n = self._read_at(self._pos, mv)
         self._pos += n
@@ -351,10 +357,10 @@ class _Raw(io.RawIOBase):
         try:
             chunk = bytes(memoryview(data))
         except TypeError:
-            raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'") from None
+            raise fileio_refuses("w", "write", data) from None
         self._check_open()
         if not self._writable:
-            raise io.UnsupportedOperation("File not open for writing")
+            raise fileio_refuses("r", "write", b"")
         at = self._size if self._appending else self._pos
         if self.driving:
             self._queue.append(("w", -1 if self._appending else at, chunk))
@@ -377,7 +383,7 @@ class _Raw(io.RawIOBase):
     def truncate(self, size: int | None = None, /) -> int:
         self._check_open()
         if not self._writable:
-            raise io.UnsupportedOperation("File not open for writing")
+            raise fileio_refuses("r", "write", b"")
         size = self._pos if size is None else operator.index(size)
         if size < 0:
             raise fo.oserror(errno.EINVAL)
@@ -777,9 +783,9 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
     if not TYPE_CHECKING:
 
         def __getattr__(self, name: str) -> object:
-            if name in _FILE_SYNC_ATTRS:
+            if name in _compat.FILE_SYNC_ATTRS:
                 return getattr(self._wrapped, name)
-            if name in _FILE_ASYNC_METHODS:
+            if name in _compat.FILE_ASYNC_METHODS:
                 getattr(self._wrapped, name)  # AttributeError, as trio's, if the io object lacks it
                 method = getattr(self, "_async_" + name)
                 setattr(self, name, method)
@@ -1208,7 +1214,7 @@ class UringFile(AsyncIOWrapper[FileT_co], Generic[FileT_co]):
                 wrapped.write(data)  # not bytes-like: let the io object raise its own TypeError
                 raise
             if not raw._writable:
-                raise io.UnsupportedOperation("File not open for writing")
+                raise fileio_refuses("r", "write", b"")
             if flush_first:
                 wrapped.flush()  # the buffered bytes go first (queued), and the read buffer is dropped
             if raw._queue:
@@ -1511,7 +1517,7 @@ async def open_file(
         await _raise_at_checkpoint(exc)
     owned = not isinstance(name, int)
     if not isinstance(name, int):
-        mem, _ = fo.cpath(name)
+        mem, _ = fo.cpath(name, open)
         if flags & os.O_ACCMODE == os.O_RDONLY:
             # Only a read-only open differs through io_uring: OPENAT first
             # tries O_NONBLOCK and keeps what it gets (io_uring/openclose.c),

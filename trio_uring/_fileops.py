@@ -27,7 +27,7 @@ pwrite(2) fail with ESPIPE.
 Arguments, results and errors follow the :mod:`os` function of the same
 purpose (``os.pread``, ``os.open``, ``os.stat``, ``os.rename``, ``os.splice``
 ...): ``OSError`` with ``errno``, ``strerror`` and the file name(s) the os
-function would put there; ``ValueError("embedded null byte")`` for a path
+function would put there; the os function's own ValueError for a path
 with a NUL.  Every function is a checkpoint, also when it fails on a bad
 argument.  New fds are close-on-exec, as ``os.open``'s are (PEP 446).
 
@@ -41,7 +41,7 @@ from __future__ import annotations
 import errno
 import operator
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import trio
@@ -53,6 +53,7 @@ from ._entry import fileno as _fileno
 from ._entry import manager as _manager
 from ._entry import raise_at_checkpoint as _raise_at_checkpoint
 from ._manager import UringIOManager
+from ._pyerrors import null_in_path, raised_by
 from ._sockaddr import IOVEC
 
 __all__ = [
@@ -97,16 +98,31 @@ def oserror(err: int | None, filename: object = None, filename2: object = None) 
     return OSError(err, os.strerror(err))
 
 
-def cpath(path: StrOrBytesPath) -> tuple[k.Memory, str | bytes]:
+def cpath(path: StrOrBytesPath, like: Callable[[Any], object] = os.stat) -> tuple[k.Memory, str | bytes]:
     """``path`` as a NUL-terminated C string the kernel can read, and the
-    name the os module would report in errors."""
+    name the os module would report in errors.  A path holding a NUL gets
+    the ValueError ``like(path)`` raises (the os function mirrored)."""
     name = os.fspath(path)
     raw = os.fsencode(name)
     if b"\0" in raw:
-        raise ValueError("embedded null byte")
+        raise null_in_path(like, path)
     mem = k.Memory(len(raw) + 1)
     mem.view[: len(raw)] = raw
     return mem, name
+
+
+def cpaths(
+    src: StrOrBytesPath, dst: StrOrBytesPath, like: Callable[[Any, Any], object]
+) -> tuple[k.Memory, str | bytes, k.Memory, str | bytes]:
+    """Two paths as :func:`cpath` makes them, for ``like(src, dst)``
+    (``os.rename``, ``os.link``, ``os.symlink``): its ValueError for a NUL
+    names the argument that holds it."""
+    try:
+        old, old_name = cpath(src)
+        new, new_name = cpath(dst)
+    except ValueError:
+        raise null_in_path(like, src, dst) from None
+    return old, old_name, new, new_name
 
 
 def _dirfd(dir_fd: int | None) -> int:
@@ -304,12 +320,13 @@ async def preadv(fd: FileDescriptorLike, buffers: Iterable[Any], offset: int, fl
     m = _manager("READV")
     try:
         fileno = _fileno(fd)
+        buffers = list(buffers)
         pins = [k.Buffer(b, writable=True) for b in buffers]
         off = _offset(offset)
         flags = operator.index(flags)
         _positional(fileno, off, writing=False)
-    except BufferError:
-        await _raise_at_checkpoint(TypeError("preadv() arg 2 must be a sequence of writable bytes-like objects"))
+    except (BufferError, TypeError) as exc:  # os.preadv's own error for such buffers
+        await _raise_at_checkpoint(raised_by(os.preadv, -1, buffers, 0, fallback=exc))
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     iov = _iovecs(pins)
@@ -344,7 +361,7 @@ async def openat(path: StrOrBytesPath, flags: int, mode: int = 0o777, *, dir_fd:
     caller, also when the task was cancelled after the open completed."""
     m = _manager("OPENAT")
     try:
-        mem, name = cpath(path)
+        mem, name = cpath(path, lambda p: os.open(p, os.O_RDONLY))
         dirfd = _dirfd(dir_fd)
         flags = operator.index(flags) | os.O_CLOEXEC
         mode = operator.index(mode)
@@ -447,8 +464,7 @@ async def renameat(
     renameat2(2)'s (``RENAME_NOREPLACE``, ``RENAME_EXCHANGE``)."""
     m = _manager("RENAMEAT")
     try:
-        old, old_name = cpath(src)
-        new, new_name = cpath(dst)
+        old, old_name, new, new_name = cpaths(src, dst, os.rename)
         olddir, newdir = _dirfd(src_dir_fd), _dirfd(dst_dir_fd)
         flags = operator.index(flags)
     except _BAD_INPUT as exc:
@@ -464,9 +480,9 @@ async def unlinkat(path: StrOrBytesPath, flags: int = 0, *, dir_fd: int | None =
     with ``flags=AT_REMOVEDIR``."""
     m = _manager("UNLINKAT")
     try:
-        mem, name = cpath(path)
-        dirfd = _dirfd(dir_fd)
         flags = operator.index(flags)
+        mem, name = cpath(path, os.rmdir if flags & k.AT_REMOVEDIR else os.unlink)
+        dirfd = _dirfd(dir_fd)
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     try:
@@ -479,7 +495,7 @@ async def mkdirat(path: StrOrBytesPath, mode: int = 0o777, *, dir_fd: int | None
     """``os.mkdir(path, mode)`` as one IORING_OP_MKDIRAT (the umask applies)."""
     m = _manager("MKDIRAT")
     try:
-        mem, name = cpath(path)
+        mem, name = cpath(path, os.mkdir)
         dirfd = _dirfd(dir_fd)
         mode = operator.index(mode)
     except _BAD_INPUT as exc:
@@ -495,8 +511,7 @@ async def symlinkat(target: StrOrBytesPath, path: StrOrBytesPath, *, dir_fd: int
     becomes a symbolic link to ``target``."""
     m = _manager("SYMLINKAT")
     try:
-        tmem, tname = cpath(target)
-        lmem, lname = cpath(path)
+        tmem, tname, lmem, lname = cpaths(target, path, os.symlink)
         dirfd = _dirfd(dir_fd)
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
@@ -517,8 +532,7 @@ async def linkat(
     """``os.link(src, dst, ...)`` as one IORING_OP_LINKAT."""
     m = _manager("LINKAT")
     try:
-        old, old_name = cpath(src)
-        new, new_name = cpath(dst)
+        old, old_name, new, new_name = cpaths(src, dst, os.link)
         olddir, newdir = _dirfd(src_dir_fd), _dirfd(dst_dir_fd)
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
@@ -552,8 +566,8 @@ async def splice(
     try:
         fd_in, fd_out = _fileno(src), _fileno(dst)
         n = operator.index(count)
-        if n < 0:
-            raise ValueError("negative value for 'count' not allowed")
+        if n < 0:  # os.splice's ValueError (it checks count before the fds)
+            raise raised_by(os.splice, -1, -1, n, fallback=ValueError(f"count {n} < 0"))
         off_in = -1 if offset_src is None else _offset(offset_src)
         off_out = -1 if offset_dst is None else _offset(offset_dst)
         flags = operator.index(flags)

@@ -21,10 +21,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import trio
-import trio._core._run as _trio_run
 
-from ._manager import STOCK_IO_MANAGER, UringIOManager, installation
+from ._manager import UringIOManager, installation
 from ._support import UnsupportedError, check_machine, check_support
+from ._trio_compat import STOCK_IO_MANAGER
+from ._trio_compat import run_module as _trio_run
 from .socket import patch_trio, unpatch_trio
 
 __all__ = ["install", "installed", "is_installed", "run", "uninstall"]
@@ -38,9 +39,11 @@ def _activate() -> None:
 
 
 def _deactivate_if_unused() -> None:
-    if not installation.globally and installation.runs == 0:
+    if installation.globally or installation.runs:
+        return
+    if getattr(_trio_run, "TheIOManager", None) is UringIOManager:  # only undo what _activate did
         setattr(_trio_run, "TheIOManager", STOCK_IO_MANAGER)  # noqa: B010
-        unpatch_trio()
+    unpatch_trio()
 
 
 def is_installed() -> bool:

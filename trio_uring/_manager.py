@@ -69,8 +69,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 import attrs
 import outcome
 import trio
-from trio._core._io_epoll import EpollIOManager
-from trio._core._wakeup_socketpair import WakeupSocketpair
 from trio.lowlevel import (
     Abort,
     Task,
@@ -84,6 +82,7 @@ from . import _kernel as k
 from ._bufring import BufRing
 from ._ring import Cqe, Ring, RingMode
 from ._support import UnsupportedError, missing_opcodes, open_ring
+from ._trio_compat import STOCK_IO_MANAGER, WakeupSocketpair
 
 if TYPE_CHECKING:
     from trio.lowlevel import RaiseCancelT
@@ -123,10 +122,6 @@ _CLOSE_DRAIN_SECONDS: Final = 5.0
 # Buffers of operations the kernel never gave back by the time a manager
 # closed: kept alive for the life of the process rather than freed under it.
 _LEAKED: list[object] = []
-
-
-#: trio's own IO manager for this platform.
-STOCK_IO_MANAGER: Final[Any] = EpollIOManager
 
 
 class _Installation:

@@ -48,7 +48,7 @@ from . import _kernel as k
 from ._file import current_manager, open_file
 
 if TYPE_CHECKING:
-    from trio._file_io import AsyncIOWrapper
+    from trio._file_io import AsyncIOWrapper  # typing only
 
 __all__ = ["Path"]
 

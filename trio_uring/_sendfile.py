@@ -34,12 +34,12 @@ import socket
 from typing import Any, Final
 
 import trio
-from trio._file_io import AsyncIOWrapper
 
 from . import _fileops as fo
 from . import _kernel as k
 from ._file import current_manager
 from ._manager import WRITER, UringIOManager
+from ._trio_compat import AsyncIOWrapper
 
 __all__ = ["sendfile"]
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from . import _kernel as k
+from ._pyerrors import socket_refuses
 
 __all__ = [
     "IOVEC",
@@ -213,10 +214,10 @@ def control_space(ancdata: Iterable[tuple[int, int, Any]]) -> tuple[list[tuple[i
     for item in ancdata:
         try:
             level, type_, data = item
-        except (TypeError, ValueError):
-            raise TypeError("[sendmsg() ancillary data items]() argument must be sequence of length 3") from None
-        level = c_int(level)
-        type_ = c_int(type_)
+            level = c_int(level)
+            type_ = c_int(type_)
+        except (TypeError, ValueError, OverflowError):
+            raise socket_refuses("sendmsg", [b""], [item]) from None  # the stdlib's words for this item
         n = memoryview(data).nbytes
         items.append((level, type_, data))
         space += socket.CMSG_SPACE(n)

@@ -22,21 +22,21 @@ import socket as _stdlib_socket
 from typing import Any, Final
 
 import trio
-import trio._core._run as _trio_run
-import trio._highlevel_socket as _trio_hs
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from . import _kernel as k
 from . import _sockops
+from . import _trio_compat as _compat
 from ._manager import UringIOManager
 
 __all__ = ["patch", "unpatch"]
 
-_SocketStream: Final = _trio_hs.SocketStream
+_trio_run: Final = _compat.run_module
+_SocketStream: Final = _compat.SocketStream
 _trio_receive_some: Final = _SocketStream.receive_some
 _trio_send_all: Final = _SocketStream.send_all
-_DEFAULT_RECEIVE_SIZE: Final = _trio_hs.DEFAULT_RECEIVE_SIZE
-_CLOSED_ERRNOS: Final = frozenset(_trio_hs._closed_stream_errnos)
+_DEFAULT_RECEIVE_SIZE: Final = _compat.DEFAULT_RECEIVE_SIZE
+_CLOSED_ERRNOS: Final = _compat.CLOSED_STREAM_ERRNOS
 _PLAIN_SOCKET: Final = _stdlib_socket.socket
 _PLAIN_DATA: Final = (bytes, bytearray)
 _PLAIN_SIZE: Final = (int, type(None))

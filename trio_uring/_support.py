@@ -52,7 +52,9 @@ class UnsupportedError(OSError):
     """io_uring cannot be used here.  ``cause`` is a short keyword
     (``"no-kernel-support"``, ``"seccomp"``, ``"sysctl-disabled"``,
     ``"memlock"``, ``"missing-opcode"``, ``"missing-feature"``,
-    ``"architecture"``, ``"unknown"``); ``remedy`` says what to do."""
+    ``"architecture"``, ``"trio-version"`` (the installed trio lacks a
+    private hook trio_uring replaces), ``"unknown"``); ``remedy`` says what
+    to do."""
 
     def __init__(self, cause: str, reason: str, remedy: str, errno_: int | None = None) -> None:
         self.cause = cause
@@ -300,6 +302,9 @@ def missing_opcodes(supported: Iterable[int], required: Iterable[str]) -> list[s
 
 
 def check_machine() -> None:
+    from ._trio_compat import check_trio  # the installed trio's private hooks
+
+    check_trio()
     machine = platform.machine().lower()
     if os.uname().sysname != "Linux":
         raise UnsupportedError("no-kernel-support", f"io_uring is Linux-only, not {os.uname().sysname}", "use Linux")

@@ -92,7 +92,9 @@ from ._fileops import (
     symlinkat,
     unlinkat,
 )
+from . import _trio_compat as _compat
 from ._manager import UringIOManager
+from ._pyerrors import socket_refuses
 from ._sockaddr import SOCKADDR_MAX, c_int, control_space, pack_sockaddr
 
 __all__ = [
@@ -173,12 +175,13 @@ def _ancbufsize(n: int) -> int:
 
 
 def _pin_writable(buffer: Any, what: str) -> k.Buffer:
+    """``buffer`` pinned for the kernel to write into; for one that cannot
+    be, what the socket method ``what`` raises for it."""
     try:
         return k.Buffer(buffer, writable=True)
-    except BufferError:
-        raise TypeError(
-            f"{what}() argument 1 must be read-write bytes-like object, not {type(buffer).__name__}"
-        ) from None
+    except (BufferError, TypeError):
+        arg = [buffer] if what == "recvmsg_into" else buffer
+        raise socket_refuses(what, arg) from None
 
 
 def _family(sock: FileDescriptorLike, fd: int) -> int:

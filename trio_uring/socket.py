@@ -84,8 +84,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import outcome
 import trio
-import trio._core._run as _trio_run
-import trio._socket as _trio_socket
 from trio.lowlevel import (
     Abort,
     Task,
@@ -98,6 +96,7 @@ from trio.lowlevel import (
 
 from . import _kernel as k
 from . import _sockops, _stream
+from . import _trio_compat as _compat
 from ._manager import Operation, UringIOManager
 from ._sockaddr import SOCKADDR_MAX, control_space, pack_sockaddr
 
@@ -108,7 +107,8 @@ if TYPE_CHECKING:
 
 __all__ = ["UringSocket"]
 
-_TrioSocketType: Final = _trio_socket._SocketType
+_TrioSocketType: Final = _compat.SocketType
+_trio_run: Final = _compat.run_module
 _PLAIN_SOCKET: Final = _stdlib_socket.socket
 # (plain ints: the stdlib's MSG_* are IntFlag members, whose operators cost
 # microseconds each)
@@ -617,13 +617,13 @@ _patch_lock = threading.Lock()
 def patch_trio() -> None:
     """Make trio construct :class:`UringSocket` for every new socket."""
     with _patch_lock:
-        _trio_socket._SocketType = UringSocket  # type: ignore[misc]
+        _compat.socket_module._SocketType = UringSocket
         _stream.patch(UringSocket)
 
 
 def unpatch_trio() -> None:
     """Give trio back its own socket class (for sockets made from now on)."""
     with _patch_lock:
-        if _trio_socket._SocketType is UringSocket:
-            _trio_socket._SocketType = _TrioSocketType  # type: ignore[misc]
+        if getattr(_compat.socket_module, "_SocketType", None) is UringSocket:
+            _compat.socket_module._SocketType = _TrioSocketType
             _stream.unpatch()
