@@ -132,8 +132,10 @@ if [ ! -e "$CACHE/rootfs.cpio" ]; then
     mkdir "$work/root"
     cp -a "$CACHE/rootfs.foreign/." "$work/root/"
     # debootstrap --foreign leaves /proc a symlink to the host's
-    rm -f "$work/root/proc" "$work/root/sys"
-    mkdir -p "$work/root/proc" "$work/root/sys"
+    for d in proc sys; do
+        if [ -L "$work/root/$d" ]; then rm "$work/root/$d"; fi
+        mkdir -p "$work/root/$d"
+    done
     consoles "$work/root"
     modules "$work/root"
     cp "$REPO/.ci/arm64/init.sh" "$work/root/init"
