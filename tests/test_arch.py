@@ -303,3 +303,17 @@ def test_buffer_ring_shared_with_io_wq_workers(mode: str) -> None:
         finally:
             br.close()
     assert sorted(got) == [b"%08d" % i * 4 for i in range(total)]
+
+
+def test_report_names_the_memory_ordering() -> None:
+    from trio_uring.__main__ import format_text, report
+
+    data = report()
+    assert data["machine"] == platform.machine()
+    ordering = str(data["memory_ordering"])
+    if platform.machine().lower() in k.TSO_MACHINES:
+        assert ordering.startswith("TSO")
+    else:
+        assert ordering.startswith("atomic_thread_fence")
+    assert data["io_uring"] == "usable"
+    assert all(len(line) <= 88 for line in format_text(data).splitlines())

@@ -78,6 +78,16 @@ MACHINE: Final = platform.machine().lower()
 #: ``fence(MEMORY_ORDER_SEQ_CST)`` where the machine needs one, else None.
 fence, FENCE_PROBLEM = find_fence(MACHINE)
 
+
+def memory_ordering() -> str:
+    """How this machine gets the ring protocol's ordering, for the report."""
+    if MACHINE in TSO_MACHINES:
+        return "TSO: plain loads and stores, no fences"
+    if fence is not None:
+        return "atomic_thread_fence (libatomic) around the CQ tail/head and buffer-ring tail accesses"
+    return f"unavailable: {FENCE_PROBLEM or 'no fence is known for ' + MACHINE}"
+
+
 # --- syscalls (generic table: the same numbers on x86_64 and aarch64) -------
 
 SYS_io_uring_setup: Final = 425
