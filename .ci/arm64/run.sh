@@ -72,7 +72,7 @@ VMLINUZ="$CACHE/kernel/boot/vmlinuz-$KVER"
 # ---- the userland: Debian's arm64 packages, resolved and downloaded by
 # debootstrap --foreign (no binfmt needed), then every one unpacked on the host.
 # No maintainer script runs (that is debootstrap's second stage, which under TCG
-# on a busy 2-core host did not finish configuring the base system in 15
+# on a busy 2-core host did not finish configuring the base system in 12
 # minutes); the few files the scripts would write are written below.
 PACKAGES=python3,python3-venv,libatomic1,ca-certificates,kmod,iproute2,netbase,procps
 if [ "$(cat "$CACHE/rootfs.foreign/.done" 2>/dev/null)" != "$SUITE $PACKAGES" ]; then
