@@ -29,6 +29,7 @@ ARM64_TESTS=${ARM64_TESTS-"-q -p no:cacheprovider tests"}
 ARM64_TRIO=${ARM64_TRIO-""}
 # the guest's Python (bookworm: 3.11), for the wheels
 PYVER=${ARM64_PYVER:-3.11}
+LOG=${ARM64_LOG:-$CACHE/run.log}
 mkdir -p "$CACHE"
 log() { echo "== [$(date -u +%H:%M:%S)] $*"; }
 
@@ -184,15 +185,15 @@ cp "$REPO/.ci/arm64/init.sh" "$work/top/init"
 cpio_of "$work/top" > "$work/top.cpio"
 cat "$CACHE/rootfs.cpio" "$DEPS" "$work/top.cpio" > "$work/initrd.cpio"   # initramfs archives concatenate
 
-log "booting $KVER under qemu-system-aarch64 (TCG), console in $CACHE/run.log"
+log "booting $KVER under qemu-system-aarch64 (TCG), console in $LOG"
 start=$(date +%s)
 set +e
 timeout "$TIMEOUT" nice -n 10 qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -smp "$SMP" -m "$MEM" \
     -accel tcg,thread=multi -nographic -no-reboot -device virtio-rng-pci \
     -kernel "$VMLINUZ" -initrd "$work/initrd.cpio" \
-    -append "console=ttyAMA0 rdinit=/init panic=-1 quiet" < /dev/null 2>&1 | tee "$CACHE/run.log"
+    -append "console=ttyAMA0 rdinit=/init panic=-1 quiet" < /dev/null 2>&1 | tee "$LOG"
 set -e
-rc=$(sed -n 's/.*TRIO_URING_ARM64_DONE rc=\([0-9]*\).*/\1/p' "$CACHE/run.log" | tail -1)
+rc=$(sed -n 's/.*TRIO_URING_ARM64_DONE rc=\([0-9]*\).*/\1/p' "$LOG" | tail -1)
 [ -n "$rc" ] || rc=99
-log "arm64 run finished with rc=$rc after $(($(date +%s) - start)) s (console: $CACHE/run.log)"
+log "arm64 run finished with rc=$rc after $(($(date +%s) - start)) s (console: $LOG)"
 exit "$rc"
