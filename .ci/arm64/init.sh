@@ -40,15 +40,13 @@ ulimit -n 65536
 if [ -n "$ARM64_TESTS" ]; then
     step "our suite: python -m pytest $ARM64_TESTS"
     t0=$(date +%s)
-    # shellcheck disable=SC2086
-    python3 -m pytest $ARM64_TESTS || rc=1
+    eval "python3 -m pytest $ARM64_TESTS" || rc=1
     echo "our suite took $(($(date +%s) - t0)) s"
 fi
 if [ -n "$ARM64_TRIO" ]; then
     step "trio's suite: python tests/conformance/run.py $ARM64_TRIO"
     t0=$(date +%s)
-    # shellcheck disable=SC2086
-    python3 tests/conformance/run.py $ARM64_TRIO || rc=1
+    eval "python3 tests/conformance/run.py $ARM64_TRIO" || rc=1
     echo "trio's suite took $(($(date +%s) - t0)) s"
 fi
 finish $rc

@@ -178,9 +178,11 @@ mkdir -p "$work/top/src" "$work/build"
 (cd "$REPO" && git ls-files -co --exclude-standard -z | cpio -0 -pdm --quiet "$work/build")
 "$HOSTVENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --target "$work/top/opt/project" "$work/build"
 cp "$REPO/.ci/arm64/init.sh" "$work/top/init"
+# the arguments as shell words: init.sh evals them, so ARM64_TRIO="-k 'a or b'" works
+shquote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 {
-    printf 'ARM64_TESTS=%s\n' "'$ARM64_TESTS'"
-    printf 'ARM64_TRIO=%s\n' "'$ARM64_TRIO'"
+    echo "ARM64_TESTS=$(shquote "$ARM64_TESTS")"
+    echo "ARM64_TRIO=$(shquote "$ARM64_TRIO")"
 } > "$work/top/guest.env"
 cpio_of "$work/top" > "$work/top.cpio"
 cat "$CACHE/rootfs.cpio" "$DEPS" "$work/top.cpio" > "$work/initrd.cpio"   # initramfs archives concatenate
