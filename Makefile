@@ -9,6 +9,7 @@ DOCS_STAMP := $(VENV)/.installed-docs-$(shell cat pyproject.toml | cksum | cut -
 
 .PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick test-profiles profiles-ci
 .PHONY: test-versions test-matrix conformance-matrix anyio-matrix
+.PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick test-arm64
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +93,12 @@ bench: $(BENCH_STAMP)
 ## make bench-quick: the same harness in a tiny configuration (a smoke run; numbers mean nothing)
 bench-quick: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py --quick
+
+## make test-arm64: python -m trio_uring, our suite and trio's on Debian's arm64 kernel under
+## qemu-system-aarch64 (full-system TCG; slow); the userland is cached in ~/.cache/trio_uring/arm64.
+## ARM64_TESTS / ARM64_TRIO choose the suites (docs/kernel-support.md, "aarch64")
+test-arm64:
+	.ci/arm64/run.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info docs/_build

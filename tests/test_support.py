@@ -59,7 +59,11 @@ import ctypes as _ctypes
 
 
 def deny_io_uring(err):
-    AUDIT_ARCH_X86_64 = 0xC000003E
+    import platform as _platform
+
+    # <linux/audit.h>: EM_* | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE; the
+    # io_uring syscall numbers (425-427) are the same on both.
+    AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}[_platform.machine()]
     BPF_LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
     BPF_JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
     BPF_RET_K = 0x06  # BPF_RET | BPF_K
@@ -84,7 +88,7 @@ def deny_io_uring(err):
 
     program = [
         (BPF_LD_W_ABS, 0, 0, OFFSET_ARCH),
-        (BPF_JEQ_K, 0, 4, AUDIT_ARCH_X86_64),  # another arch: allow
+        (BPF_JEQ_K, 0, 4, AUDIT_ARCH),  # another arch: allow
         (BPF_LD_W_ABS, 0, 0, OFFSET_NR),
         (BPF_JEQ_K, 3, 0, 425),  # io_uring_setup
         (BPF_JEQ_K, 2, 0, 426),  # io_uring_enter

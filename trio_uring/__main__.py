@@ -23,6 +23,7 @@ import trio
 
 import trio_uring
 
+from . import _kernel as k
 from ._support import UnsupportedError, check_support, sysctl_disabled, sysctl_group
 
 __all__ = ["main", "report"]
@@ -69,6 +70,7 @@ def _environment() -> dict[str, Value]:
         "trio_uring": trio_uring.__version__,
         "kernel": platform.release(),
         "machine": platform.machine(),
+        "memory_ordering": k.memory_ordering(),
         "kernel.io_uring_disabled": "absent" if disabled is None else disabled,
         "kernel.io_uring_group": "absent" if group is None else group,
         "RLIMIT_MEMLOCK": {"soft": _limit(soft), "hard": _limit(hard)},

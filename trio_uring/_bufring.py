@@ -79,7 +79,13 @@ class BufRing:
         self._tail = (self._tail + 1) & 0xFFFF
 
     def _publish(self) -> None:
-        # Written after the slot (x86_64 TSO: the kernel sees the slot first).
+        # A release store: an io-wq worker on another CPU may pick a buffer
+        # (smp_load_acquire of the tail, then the slot) while we append, in
+        # any ring mode.  x86_64's TSO orders the slot stores first; aarch64
+        # needs the fence (docs/how-it-works.md, "Memory ordering").
+        fence = k.fence
+        if fence is not None:
+            fence(k.MEMORY_ORDER_SEQ_CST)
         _TAIL.pack_into(self._slots.view, _TAIL_OFFSET, self._tail)
 
     def take(self, bid: int, nbytes: int) -> bytes:

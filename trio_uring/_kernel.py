@@ -16,9 +16,12 @@ close while a buffer export is alive (see uring-notes §6).
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import errno
 import os
+import platform
 import struct
+from collections.abc import Callable
 from typing import Final
 
 __all__ = [
@@ -34,6 +37,56 @@ __all__ = [
     "mmap_shared",
     "munmap",
 ]
+
+# --- memory ordering (docs/how-it-works.md, "Memory ordering") -----------------
+# Where the kernel writes a ring on another CPU while we read it, the CQ tail
+# must be loaded with acquire and the CQ head (and a provided-buffer ring's
+# tail) stored with release ordering (the comment opening io_uring/io_uring.c).
+# x86_64 is TSO: its plain loads are acquires and its plain stores releases,
+# so nothing is needed.  aarch64 is weakly ordered: there :data:`fence` is
+# C11's atomic_thread_fence(memory_order_seq_cst), exported by libatomic (GCC's
+# runtime library), which is ``dmb ish``: the kernel's smp_mb(), and how
+# liburing's barrier.h built smp_load_acquire/smp_store_release on aarch64.
+
+#: Machines whose plain aligned loads and stores already are acquire/release.
+TSO_MACHINES: Final = ("x86_64", "amd64")
+#: Weakly ordered machines trio_uring supports, by calling :data:`fence`.
+FENCED_MACHINES: Final = ("aarch64", "arm64")
+#: C11's memory_order_seq_cst, the argument of atomic_thread_fence.
+MEMORY_ORDER_SEQ_CST: Final = 5
+
+
+def find_fence(machine: str) -> tuple[Callable[[int], object] | None, str | None]:
+    """``(atomic_thread_fence, None)`` on a weakly ordered machine we support,
+    ``(None, None)`` where no fence is needed, ``(None, why)`` where none was
+    found."""
+    if machine in TSO_MACHINES or machine not in FENCED_MACHINES:
+        return None, None
+    name = ctypes.util.find_library("atomic") or "libatomic.so.1"
+    try:
+        lib = ctypes.CDLL(name)
+        fn = lib.atomic_thread_fence
+    except (OSError, AttributeError) as exc:
+        return None, f"libatomic's atomic_thread_fence cannot be loaded ({exc})"
+    # No argtypes: an int argument is passed as a C int, which is what the
+    # function takes, and the call stays as cheap as ctypes calls get.
+    fn.restype = None
+    return fn, None
+
+
+MACHINE: Final = platform.machine().lower()
+#: ``fence(MEMORY_ORDER_SEQ_CST)`` where the machine needs one, else None.
+fence, FENCE_PROBLEM = find_fence(MACHINE)
+
+
+def memory_ordering() -> str:
+    """How this machine gets the ring protocol's ordering, for the report."""
+    if MACHINE in TSO_MACHINES:
+        return "TSO: plain loads and stores, no fences"
+    if fence is not None:
+        return "atomic_thread_fence (libatomic) around the CQ tail/head and buffer-ring tail accesses"
+    return f"unavailable: {FENCE_PROBLEM or 'no fence is known for ' + MACHINE}"
+
 
 # --- syscalls (generic table: the same numbers on x86_64 and aarch64) -------
 

@@ -20,7 +20,8 @@ has an indirection array; we fill it once with the identity, so the SQE at
 *Completion.*  :meth:`Ring.reap` reads the CQ tail, unpacks every CQE between
 head and tail and stores the new head.  On x86_64 aligned loads and stores are
 already acquire/release, and every access here goes through an opaque C call
-(memoryview / struct), which the compiler cannot reorder (uring-notes §6).
+(memoryview / struct), which the compiler cannot reorder (uring-notes §6); on
+aarch64 a fence makes them so (docs/how-it-works.md, "Memory ordering").
 
 *Overflow.*  We require ``IORING_FEAT_NODROP``: when the CQ is full the kernel
 keeps further CQEs on an overflow list and sets ``IORING_SQ_CQ_OVERFLOW``.
@@ -392,11 +393,23 @@ class Ring:
         tail = self._cq_u32[self._cq_ktail]
         if head == tail:
             return []
+        # Memory ordering (docs/how-it-works.md, "Memory ordering"): the
+        # kernel may be posting CQEs from another CPU right now (io-wq workers
+        # in coop and plain mode, and in defer mode before Linux 6.2), so the
+        # tail load must be an acquire (no CQE read before it) and the head
+        # store a release (no CQE read after it; the kernel reuses the slots
+        # then).  x86_64's TSO gives both (fence is None); on aarch64 each is
+        # a dmb ish (k.fence), as liburing's barrier.h does.
+        fence = k.fence
+        if fence is not None:
+            fence(k.MEMORY_ORDER_SEQ_CST)  # acquire: the tail load before the CQE loads
         mask = self._cq_mask
         base = self._cqes_off
         unpack = k.CQE.unpack_from
         buf = self._cq_bytes
         out = [unpack(buf, base + ((i & mask) << 4)) for i in range(head, head + ((tail - head) & 0xFFFFFFFF))]
+        if fence is not None:
+            fence(k.MEMORY_ORDER_SEQ_CST)  # release: the CQE loads before the head store
         self._cq_head = tail
         self._cq_u32[self._cq_khead] = tail
         return out

@@ -29,6 +29,8 @@ import os
 import platform
 import resource
 import time
+import struct
+import sys
 from collections.abc import Iterable
 from typing import Literal
 
@@ -38,7 +40,7 @@ from ._ring import Ring, RingMode
 
 __all__ = ["UnsupportedError", "check_support", "explain_error", "is_supported", "missing_opcodes", "open_ring"]
 
-SUPPORTED_MACHINES = ("x86_64", "amd64")
+SUPPORTED_MACHINES = (*k.TSO_MACHINES, *k.FENCED_MACHINES)
 
 CAP_IPC_LOCK = 14
 CAP_SYS_ADMIN = 21
@@ -302,21 +304,41 @@ def missing_opcodes(supported: Iterable[int], required: Iterable[str]) -> list[s
 
 
 def check_machine() -> None:
+    """Refuse machines whose memory ordering or ABI trio_uring has not been
+    shown correct on (docs/how-it-works.md, "Memory ordering")."""
     from ._trio_compat import check_trio  # the installed trio's private hooks
 
     check_trio()
     machine = platform.machine().lower()
     if os.uname().sysname != "Linux":
         raise UnsupportedError("no-kernel-support", f"io_uring is Linux-only, not {os.uname().sysname}", "use Linux")
-    if machine not in SUPPORTED_MACHINES:
-        # The ring protocol needs acquire/release ordering; pure-Python
-        # access is only known correct on x86_64's TSO (uring-notes §6).
+    bits = struct.calcsize("P") * 8
+    if bits != 64 or sys.byteorder != "little":
+        # Every struct layout in _kernel and _sockaddr is the LP64
+        # little-endian one (x86_64's and aarch64's alike).
         raise UnsupportedError(
             "architecture",
-            f"trio_uring drives the rings from pure Python, which is only correct on x86_64 "
-            f"(this machine is {machine})",
-            "use trio's own backend on this machine (trio_uring.install(fallback=True))",
+            f"trio_uring needs a 64-bit little-endian Python (this one is {bits}-bit {sys.byteorder}-endian)",
+            f"use a 64-bit Python, or {_FALLBACK}",
         )
+    if machine in k.TSO_MACHINES:
+        return
+    if machine in k.FENCED_MACHINES:
+        if k.fence is None:
+            raise UnsupportedError(
+                "architecture",
+                f"on {machine}, trio_uring orders its ring accesses with C11's atomic_thread_fence from "
+                f"libatomic, and {k.FENCE_PROBLEM or 'it is missing'}",
+                "install libatomic (Debian/Ubuntu: apt install libatomic1; Fedora/RHEL: dnf install libatomic; "
+                f"Alpine: apk add libatomic), or {_FALLBACK}",
+            )
+        return
+    raise UnsupportedError(
+        "architecture",
+        f"trio_uring drives the rings from pure Python, which is only shown correct on x86_64 and aarch64 "
+        f"(this machine is {machine})",
+        "use trio's own backend on this machine (trio_uring.install(fallback=True))",
+    )
 
 
 def open_ring(mode: RingMode | Literal["auto"] = "auto", sq_entries: int = 256, cq_entries: int = 4096) -> Ring:
