@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 BENCH_STAMP := $(VENV)/.installed-bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DOCS_STAMP := $(VENV)/.installed-docs-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick
+.PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick bench-latency bench-latency-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,10 +62,20 @@ docs: $(DOCS_STAMP)
 ## benchmarks/results/latest.json and docs/_static/benchmarks.png
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/latency.py
 
 ## make bench-quick: the same harness in a tiny configuration (a smoke run; numbers mean nothing)
 bench-quick: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py --quick
+
+## make bench-latency: only the latency cases of make bench (docs/benchmarks.md, "Latency"):
+## benchmarks/results/latency.json and docs/_static/latency.png
+bench-latency: $(BENCH_STAMP)
+	$(PY) benchmarks/latency.py
+
+## make bench-latency-quick: the latency harness in a tiny configuration (a smoke run)
+bench-latency-quick: $(BENCH_STAMP)
+	$(PY) benchmarks/latency.py --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info docs/_build
