@@ -1,7 +1,7 @@
 """Latency at fixed request rates, stock trio vs trio_uring: ``make bench-latency``.
 
     python benchmarks/latency.py [--quick] [--rounds N] [--only CASE,...]
-                                 [--json PATH] [--plot PATH | --no-plot] [--wait sleep|spin]
+                                 [--json PATH] [--plot PATH | --no-plot] [--wait sleep|spin] [--realtime]
     python benchmarks/latency.py --report RESULTS.json [--plot PATH]
 
 Cases: echo (64 bytes) and HTTP (h11) at 1, 8 and 64 connections
@@ -74,6 +74,7 @@ class Config:
     max_requests: int
     idle_seconds: float
     wait: str
+    realtime: bool = False
 
 
 FULL = Config(
@@ -108,9 +109,14 @@ def spin_env(value: str | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def server_for(kind: str, backend: str, conns: int) -> Iterator[Server]:
+def server_for(cfg: Config, kind: str, backend: str, conns: int) -> Iterator[Server]:
     name, spin = SERVERS[backend]
     with spin_env(spin), Server(kind, name, nofile=conns + 256) as server:
+        if cfg.realtime:
+            # --realtime: the server's one thread runs SCHED_FIFO, so other
+            # work on its CPU cannot delay it (bounded: the server exits
+            # with its measurement, and RT throttling still applies)
+            os.sched_setscheduler(server.pid, os.SCHED_FIFO, os.sched_param(1))
         yield server
 
 
@@ -127,7 +133,7 @@ def cpu_ns(pid: int) -> int:
 def closed_loop_max(cfg: Config, loadgen: list[str], kind: str, conns: int) -> dict[str, Any]:
     """Stock trio's closed-loop rate for this case (the median of ``rounds`` runs)."""
     rates = []
-    with server_for(kind, STOCK, conns) as server:
+    with server_for(cfg, kind, STOCK, conns) as server:
         for _ in range(cfg.rounds):
             args: tuple[float | int, ...] = (cfg.size,) if kind == "echo" else ()
             result = run_loadgen(
@@ -183,7 +189,7 @@ def latency_case(cfg: Config, loadgen: list[str], kind: str, conns: int) -> dict
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {lk: {b: [] for b in BACKENDS} for lk in rates}
     for round_index in range(cfg.rounds):
         for backend in rotated(BACKENDS, round_index):
-            with server_for(kind, backend, conns) as server:
+            with server_for(cfg, kind, backend, conns) as server:
                 for load_key, rate in rates.items():
                     samples[load_key][backend].append(open_loop(cfg, loadgen, server, kind, conns, rate))
     loads: dict[str, Any] = {}
@@ -215,7 +221,7 @@ def idle_cpu_case(cfg: Config, loadgen: list[str]) -> dict[str, Any]:
     samples: dict[str, list[float]] = {b: [] for b in BACKENDS}
     for round_index in range(cfg.rounds):
         for backend in rotated(BACKENDS, round_index):
-            with server_for("echo", backend, 1) as server:
+            with server_for(cfg, "echo", backend, 1) as server:
                 run_loadgen(loadgen, "echo", server.port, 1, cfg.size, 0, 0.3, 1_000_000, timeout=60)
                 server.wait_connections(0, 15.0)
                 cpu0, t0 = cpu_ns(server.pid), time.monotonic()
@@ -383,6 +389,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, default=None, help="where to write the PNG")
     parser.add_argument("--no-plot", action="store_true", help="write no PNG")
     parser.add_argument("--wait", choices=("sleep", "spin"), default=None, help="how the load generator waits")
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run the servers and the load generator SCHED_FIFO (chrt -f 1): for a busy machine",
+    )
     parser.add_argument("--report", type=Path, default=None, help="measure nothing: print the table of this JSON")
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
@@ -404,12 +415,17 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, rounds=args.rounds)
     if args.wait is not None:
         cfg = dataclasses.replace(cfg, wait=args.wait)
+    if args.realtime:
+        cfg = dataclasses.replace(cfg, realtime=True)
     json_path = args.json or _harness.RESULTS / ("latency-quick.json" if cfg.quick else "latency.json")
     plot_path = None if args.no_plot else (args.plot or (None if cfg.quick else DEFAULT_PLOT))
     selected = set(args.only.split(",")) if args.only else {*CASES, "idle_cpu"}
 
     os.sched_setaffinity(0, {_harness.LOAD_CORE})
     prefix, description = _harness.compile_loadgen()
+    if prefix is not None and cfg.realtime:
+        prefix = ["chrt", "-f", "1", *prefix]
+        description += ", run with chrt -f 1 (SCHED_FIFO)"
     import run  # machine_info, write_json: the same records as make bench
 
     results: dict[str, Any] = {
