@@ -122,7 +122,7 @@ _INTERRUPTED: Final = k.INTERRUPTED
 _CLOSE_DRAIN_SECONDS: Final = 5.0
 
 #: get_events' spin budget when TRIO_URING_SPIN_US is not set, in microseconds
-SPIN_US_DEFAULT: Final = 50
+SPIN_US_DEFAULT: Final = 200
 _clock: Final = time.perf_counter
 
 
@@ -139,6 +139,20 @@ def spin_budget() -> float:
     if not 0 <= us <= 1e6:
         raise ValueError(f"TRIO_URING_SPIN_US must be between 0 and 1000000 microseconds, not {value!r}")
     return us / 1e6
+
+
+#: threading's own tables of started and starting threads (what
+#: threading.active_count() adds up, read here without its lock)
+_THREAD_TABLES: Final[tuple[Any, ...]] = tuple(
+    table for table in (getattr(threading, "_active", None), getattr(threading, "_limbo", None)) if table is not None
+)
+
+
+def _only_thread() -> bool:
+    """No other Python thread exists in this process."""
+    if len(_THREAD_TABLES) == 2:
+        return len(_THREAD_TABLES[0]) + len(_THREAD_TABLES[1]) <= 1
+    return threading.active_count() <= 1
 
 
 # Buffers of operations the kernel never gave back by the time a manager
@@ -444,10 +458,13 @@ class UringIOManager:
         # up to that long before sleeping, so a reply that comes that soon
         # does not pay for waking this thread (and its CPU) up.  A wait that
         # lasted longer turns the spin off until a wait is short again, so
-        # an idle or lightly loaded run never spins.
+        # an idle or lightly loaded run never spins.  Nor does a run with
+        # other Python threads: the spinning thread holds the GIL, which
+        # they may need to make progress (a trio.to_thread worker would
+        # wait out the spin before it could finish and wake us).
         clock = _clock
         start = clock()
-        if self._last_wait < spin:
+        if self._last_wait < spin and _only_thread():
             # reap_now submits the tick's SQEs and runs deferred completion
             # work whenever the kernel flags some (IORING_SQ_TASKRUN).
             reap_now = ring.reap_now
