@@ -124,6 +124,7 @@ _CLOSE_DRAIN_SECONDS: Final = 5.0
 #: get_events' spin budget when TRIO_URING_SPIN_US is not set, in microseconds
 SPIN_US_DEFAULT: Final = 200
 _clock: Final = time.perf_counter
+_sched_yield: Final = os.sched_yield
 
 
 def spin_budget() -> float:
@@ -467,6 +468,9 @@ class UringIOManager:
         if self._last_wait < spin and _only_thread():
             # reap_now submits the tick's SQEs and runs deferred completion
             # work whenever the kernel flags some (IORING_SQ_TASKRUN).
+            # sched_yield(2) between polls: a task waiting for this CPU (the
+            # very client whose request we wait for, on a busy machine)
+            # runs first instead of waiting out the spin.
             reap_now = ring.reap_now
             deadline = start + (spin if spin < timeout else timeout)
             while True:
@@ -477,6 +481,7 @@ class UringIOManager:
                 now = clock()
                 if now >= deadline:
                     break
+                _sched_yield()
             timeout -= now - start
             if timeout <= 0:
                 self._last_wait = now - start
