@@ -366,9 +366,11 @@ def plot(results: dict[str, Any], path: Path) -> str:
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=7)
     machine = results["machine"]
+    realtime = " servers and load generator SCHED_FIFO;" if results["config"].get("realtime") else ""
     fig.suptitle(
         f"Latency at fixed request rates (solid p50, dashed p99; lower is better), {results['date'][:10]}, "
-        f"Linux {machine['kernel']}{' (quick: meaningless numbers)' if results['quick'] else ''}"
+        f"Linux {machine['kernel']};{realtime} load average {results['loadavg_start'][0]:.1f} at the start"
+        f"{' (quick: meaningless numbers)' if results['quick'] else ''}"
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
