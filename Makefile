@@ -10,6 +10,7 @@ DOCS_STAMP := $(VENV)/.installed-docs-$(shell cat pyproject.toml | cksum | cut -
 .PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick test-profiles profiles-ci
 .PHONY: test-versions test-matrix conformance-matrix anyio-matrix
 .PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick test-arm64
+.PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick bench-latency bench-latency-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +90,7 @@ docs: $(DOCS_STAMP)
 ## benchmarks/results/latest.json and docs/_static/benchmarks.png
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/latency.py
 
 ## make bench-quick: the same harness in a tiny configuration (a smoke run; numbers mean nothing)
 bench-quick: $(BENCH_STAMP)
@@ -99,6 +101,14 @@ bench-quick: $(BENCH_STAMP)
 ## ARM64_TESTS / ARM64_TRIO choose the suites (docs/kernel-support.md, "aarch64")
 test-arm64:
 	.ci/arm64/run.sh
+## make bench-latency: only the latency cases of make bench (docs/benchmarks.md, "Latency"):
+## benchmarks/results/latency.json and docs/_static/latency.png
+bench-latency: $(BENCH_STAMP)
+	$(PY) benchmarks/latency.py
+
+## make bench-latency-quick: the latency harness in a tiny configuration (a smoke run)
+bench-latency-quick: $(BENCH_STAMP)
+	$(PY) benchmarks/latency.py --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info docs/_build

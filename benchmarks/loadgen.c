@@ -8,6 +8,8 @@
  *   loadgen echo HOST PORT CONNS SIZE WARMUP_S DURATION_S MAX_ROUND_TRIPS
  *   loadgen http HOST PORT CONNS WARMUP_S DURATION_S MAX_ROUND_TRIPS
  *   loadgen idle HOST PORT CONNS SIZE HOLD_S
+ *   loadgen echo-rate HOST PORT CONNS SIZE RATE WARMUP_S DURATION_S MAX_REQUESTS [spin|sleep]
+ *   loadgen http-rate HOST PORT CONNS RATE WARMUP_S DURATION_S MAX_REQUESTS [spin|sleep]
  *
  * echo: closed loop.  Each connection sends SIZE bytes, waits until all SIZE
  *       have come back (checking every byte), and sends again.  Round trips
@@ -23,6 +25,23 @@
  *       again), prints a JSON line, then holds them open until its standard
  *       input is closed or HOLD_S seconds pass.
  *
+ * echo-rate, http-rate: open loop (benchmarks/latency.py).  Request n is due
+ *       at t0 + n / RATE on connection n % CONNS and is sent then, whether or
+ *       not earlier replies have come back (requests pipeline on a
+ *       connection), so a slow server cannot slow the clock: no coordinated
+ *       omission.  Its latency runs from that scheduled time to the arrival
+ *       of the last byte of its reply, and goes into a histogram of 1 us
+ *       buckets up to 1 s (larger values are counted apart; the maximum is
+ *       exact).  Requests due in the first WARMUP_S seconds are sent but not
+ *       recorded; then requests are due for DURATION_S seconds or until
+ *       MAX_REQUESTS were recorded.  Every reply is awaited (at most 10 s
+ *       after the last send) and checked (echo: every byte; http: a 200 with
+ *       a Content-Length).  How late each send left against its schedule is
+ *       recorded too (send_lag_us): if that is large, the generator, not the
+ *       server, fell behind.  spin (the default) busy-polls epoll between
+ *       sends so neither sending nor receiving waits for this process to be
+ *       woken up; sleep waits in epoll_pwait2 with 1 ns timer slack.
+ *
  * The result is one JSON line on standard output.  The exit status is 0 when
  * the run completed without a protocol error, 1 otherwise, 2 for bad usage.
  */
@@ -37,7 +56,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -346,11 +367,284 @@ static int idle(const char *host, int port, double hold) {
     return errors ? 1 : 0;
 }
 
+/* ---------------------------------------------------------------- open loop */
+
+static int usage(void);
+
+#define HIST_US 1000000      /* 1 us buckets up to 1 s */
+#define FIFO_CAP (1u << 16)  /* requests in flight on one connection */
+
+typedef struct {
+    uint32_t *counts; /* counts[i]: values in [i, i + 1) us */
+    uint64_t total, over; /* over: values >= 1 s */
+    int64_t max_ns;
+    double sum_ns;
+} hist_t;
+
+static void hist_init(hist_t *h) {
+    memset(h, 0, sizeof *h);
+    h->counts = calloc(HIST_US, sizeof *h->counts);
+}
+
+static void hist_add(hist_t *h, int64_t ns) {
+    if (ns < 0) ns = 0;
+    int64_t us = ns / 1000;
+    if (us < HIST_US)
+        h->counts[us]++;
+    else
+        h->over++;
+    h->total++;
+    h->sum_ns += (double)ns;
+    if (ns > h->max_ns) h->max_ns = ns;
+}
+
+/* The value at quantile q, in us: the upper edge of its 1 us bucket (the
+ * exact maximum when it falls above 1 s), as HdrHistogram's "highest
+ * equivalent value". */
+static double hist_quantile(const hist_t *h, double q) {
+    if (h->total == 0) return 0.0;
+    uint64_t rank = (uint64_t)(q * (double)h->total + 0.5);
+    if (rank < 1) rank = 1;
+    if (rank > h->total) rank = h->total;
+    uint64_t seen = 0;
+    for (int i = 0; i < HIST_US; i++) {
+        seen += h->counts[i];
+        if (seen >= rank) {
+            double edge = (double)(i + 1);
+            double max_us = (double)h->max_ns / 1000.0;
+            return edge < max_us ? edge : max_us;
+        }
+    }
+    return (double)h->max_ns / 1000.0;
+}
+
+static void hist_json(const hist_t *h, const char *name) {
+    printf("\"%s\": {\"count\": %llu, \"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"p99.9\": %.1f, "
+           "\"p99.99\": %.1f, \"max\": %.1f, \"mean\": %.1f, \"over_1s\": %llu}",
+           name, (unsigned long long)h->total, hist_quantile(h, 0.50), hist_quantile(h, 0.90), hist_quantile(h, 0.99),
+           hist_quantile(h, 0.999), hist_quantile(h, 0.9999), (double)h->max_ns / 1000.0,
+           h->total ? h->sum_ns / (double)h->total / 1000.0 : 0.0, (unsigned long long)h->over);
+}
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+struct oconn {
+    int fd;
+    int want_out; /* EPOLLOUT is armed */
+    int64_t *due;  /* FIFO of scheduled send times; < 0: not recorded (warm-up) */
+    uint32_t head, tail;
+    char *out; /* bytes not yet taken by send() */
+    size_t out_len, out_cap;
+    char *in; /* http: response bytes not yet parsed */
+    size_t in_len;
+    size_t echo_pos; /* echo: offset in the message of the next byte expected */
+};
+
+/* Send what is buffered; arm EPOLLOUT while something is left. */
+static int oflush(struct oconn *c, int epfd, int index) {
+    while (c->out_len > 0) {
+        ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            return -1;
+        }
+        memmove(c->out, c->out + n, c->out_len - (size_t)n);
+        c->out_len -= (size_t)n;
+    }
+    int want = c->out_len > 0;
+    if (want != c->want_out) {
+        struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.u32 = (uint32_t)index};
+        epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+        c->want_out = want;
+    }
+    return 0;
+}
+
+static int open_loop(const char *host, int port, double rate, double warmup, double duration, long max_requests,
+                     const char *wait) {
+    int spin = strcmp(wait, "spin") == 0;
+    if (!(rate > 0) || (!spin && strcmp(wait, "sleep") != 0)) return usage();
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* sleep mode: wake on time, not up to 50 us late */
+    hist_t lat, lag;
+    hist_init(&lat);
+    hist_init(&lag);
+    struct oconn *oc = calloc((size_t)nconns, sizeof *oc);
+    if (open_all(host, port) < 0 || oc == NULL || lat.counts == NULL || lag.counts == NULL) {
+        printf("{\"mode\": \"%s-rate\", \"errors\": %ld, \"first_error\": \"%s\"}\n", http_mode ? "http" : "echo",
+               errors ? errors : 1, first_error);
+        return 1;
+    }
+    const char *req = http_mode ? HTTP_REQUEST : message;
+    size_t req_len = http_mode ? sizeof HTTP_REQUEST - 1 : msg_size;
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    for (int i = 0; i < nconns; i++) {
+        oc[i].fd = conns[i].fd;
+        oc[i].due = malloc(FIFO_CAP * sizeof *oc[i].due);
+        oc[i].out_cap = 64 * req_len;
+        oc[i].out = malloc(oc[i].out_cap);
+        oc[i].in = malloc(HTTP_BUF);
+        fcntl(oc[i].fd, F_SETFL, fcntl(oc[i].fd, F_GETFL) | O_NONBLOCK);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        epoll_ctl(epfd, EPOLL_CTL_ADD, oc[i].fd, &ev);
+    }
+    double interval_ns = 1e9 / rate;
+    int64_t t0 = now_ns() + 1000000; /* the first request is due 1 ms from now */
+    int64_t measure_at = t0 + (int64_t)(warmup * 1e9), end_at = measure_at + (int64_t)(duration * 1e9);
+    int64_t drain_deadline = 0, last_reply = 0, first_measured = -1, last_measured_due = 0;
+    long next = 0, recorded_sent = 0, warmup_sent = 0, in_flight = 0, replies = 0;
+    int sending = 1;
+    double cpu0 = cpu_s();
+    struct epoll_event evs[MAX_EVENTS];
+    char rbuf[65536];
+    while (!errors) {
+        int64_t now = now_ns();
+        while (sending) {
+            int64_t due = t0 + (int64_t)((double)next * interval_ns);
+            if (due > now) break;
+            if (due >= end_at || (max_requests > 0 && recorded_sent >= max_requests)) {
+                sending = 0;
+                drain_deadline = now + 10000000000LL;
+                break;
+            }
+            struct oconn *c = &oc[next % nconns];
+            if (c->tail - c->head >= FIFO_CAP) {
+                errno = ENOBUFS;
+                note_error("the server fell more than 65536 requests behind on a connection", (int)(next % nconns));
+                break;
+            }
+            int recorded = due >= measure_at;
+            c->due[c->tail++ % FIFO_CAP] = recorded ? due : -1;
+            if (recorded) {
+                recorded_sent++;
+                if (first_measured < 0) first_measured = due;
+                last_measured_due = due;
+            } else {
+                warmup_sent++;
+            }
+            if (c->out_len + req_len > c->out_cap) {
+                c->out_cap *= 2;
+                c->out = realloc(c->out, c->out_cap);
+            }
+            memcpy(c->out + c->out_len, req, req_len);
+            c->out_len += req_len;
+            in_flight++;
+            int was_empty = c->out_len == req_len;
+            if (was_empty && oflush(c, epfd, (int)(next % nconns)) < 0) {
+                note_error("send", (int)(next % nconns));
+                break;
+            }
+            if (recorded) hist_add(&lag, now_ns() - due);
+            next++;
+        }
+        if (errors) break;
+        if (!sending && in_flight == 0) break;
+        if (!sending && now > drain_deadline) {
+            errno = ETIMEDOUT;
+            note_error("replies still missing 10 s after the last request", -1);
+            break;
+        }
+        int n;
+        if (spin) {
+            n = epoll_wait(epfd, evs, MAX_EVENTS, 0);
+        } else {
+            int64_t left = (sending ? t0 + (int64_t)((double)next * interval_ns) : now + 1000000) - now;
+            if (left < 0) left = 0;
+            struct timespec ts = {left / 1000000000, left % 1000000000};
+            n = epoll_pwait2(epfd, evs, MAX_EVENTS, &ts, NULL);
+        }
+        for (int e = 0; e < n && !errors; e++) {
+            int i = (int)evs[e].data.u32;
+            struct oconn *c = &oc[i];
+            if (evs[e].events & EPOLLOUT) {
+                if (oflush(c, epfd, i) < 0) {
+                    note_error("send", i);
+                    break;
+                }
+            }
+            if (!(evs[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) continue;
+            for (;;) {
+                ssize_t got = http_mode ? recv(c->fd, c->in + c->in_len, HTTP_BUF - c->in_len, 0)
+                                        : recv(c->fd, rbuf, sizeof rbuf, 0);
+                if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+                if (got <= 0) {
+                    if (got == 0) errno = ECONNRESET;
+                    note_error("receive", i);
+                    break;
+                }
+                int64_t t = now_ns();
+                long completed = 0;
+                if (http_mode) {
+                    c->in_len += (size_t)got;
+                    for (;;) {
+                        long len = http_response_length(c->in, c->in_len);
+                        if (len < 0) {
+                            errno = EPROTO;
+                            note_error("malformed response", i);
+                            break;
+                        }
+                        if (len == 0) break;
+                        memmove(c->in, c->in + len, c->in_len - (size_t)len);
+                        c->in_len -= (size_t)len;
+                        completed++;
+                    }
+                } else {
+                    for (ssize_t b = 0; b < got; b++) {
+                        if (rbuf[b] != message[c->echo_pos]) {
+                            errno = EILSEQ;
+                            note_error("echo differs", i);
+                            break;
+                        }
+                        if (++c->echo_pos == msg_size) {
+                            c->echo_pos = 0;
+                            completed++;
+                        }
+                    }
+                }
+                if (errors) break;
+                for (long r = 0; r < completed; r++) {
+                    if (c->head == c->tail) {
+                        errno = EPROTO;
+                        note_error("a reply to no request", i);
+                        break;
+                    }
+                    int64_t due = c->due[c->head++ % FIFO_CAP];
+                    in_flight--;
+                    if (due >= 0) {
+                        hist_add(&lat, t - due);
+                        replies++;
+                        last_reply = t;
+                    }
+                }
+                if (errors || got < (ssize_t)(http_mode ? 1 : (ssize_t)sizeof rbuf)) break;
+            }
+        }
+    }
+    double cpu = cpu_s() - cpu0;
+    double span = first_measured >= 0 ? (double)(last_measured_due - first_measured) / 1e9 : 0.0;
+    printf("{\"mode\": \"%s-rate\", \"connections\": %d, \"wait\": \"%s\", \"target_rate\": %.3f, "
+           "\"requests\": %ld, \"replies\": %ld, \"warmup_requests\": %ld, \"sent_rate\": %.3f, "
+           "\"last_reply_after_s\": %.6f, \"cpu_s\": %.6f, ",
+           http_mode ? "http" : "echo", nconns, spin ? "spin" : "sleep", rate, recorded_sent, replies, warmup_sent,
+           span > 0 ? (double)(recorded_sent - 1) / span : 0.0,
+           last_reply && first_measured >= 0 ? (double)(last_reply - first_measured) / 1e9 : 0.0, cpu);
+    hist_json(&lat, "latency_us");
+    printf(", ");
+    hist_json(&lag, "send_lag_us");
+    printf(", \"errors\": %ld, \"first_error\": \"%s\"}\n", errors, first_error);
+    return errors ? 1 : 0;
+}
+
 static int usage(void) {
     fprintf(stderr,
             "usage: loadgen echo HOST PORT CONNS SIZE WARMUP_S DURATION_S MAX_ROUND_TRIPS\n"
             "       loadgen http HOST PORT CONNS WARMUP_S DURATION_S MAX_ROUND_TRIPS\n"
-            "       loadgen idle HOST PORT CONNS SIZE HOLD_S\n");
+            "       loadgen idle HOST PORT CONNS SIZE HOLD_S\n"
+            "       loadgen echo-rate HOST PORT CONNS SIZE RATE WARMUP_S DURATION_S MAX_REQUESTS [spin|sleep]\n"
+            "       loadgen http-rate HOST PORT CONNS RATE WARMUP_S DURATION_S MAX_REQUESTS [spin|sleep]\n");
     return 2;
 }
 
@@ -361,6 +655,12 @@ int main(int argc, char **argv) {
     nconns = atoi(argv[4]);
     if (port <= 0 || nconns <= 0 || nconns > MAX_CONNS) return usage();
     raise_nofile(nconns + 64);
+    if (strcmp(mode, "http-rate") == 0) {
+        if (argc != 9 && argc != 10) return usage();
+        http_mode = 1;
+        return open_loop(host, port, atof(argv[5]), atof(argv[6]), atof(argv[7]), atol(argv[8]),
+                         argc == 10 ? argv[9] : "spin");
+    }
     if (strcmp(mode, "http") == 0) {
         if (argc != 8) return usage();
         http_mode = 1;
@@ -372,6 +672,9 @@ int main(int argc, char **argv) {
     message = malloc(msg_size);
     for (size_t i = 0; i < msg_size; i++) message[i] = (char)('a' + i % 26);
     if (strcmp(mode, "echo") == 0 && argc == 9) return closed_loop(host, port, atof(argv[6]), atof(argv[7]), atol(argv[8]));
+    if (strcmp(mode, "echo-rate") == 0 && (argc == 10 || argc == 11))
+        return open_loop(host, port, atof(argv[6]), atof(argv[7]), atof(argv[8]), atol(argv[9]),
+                         argc == 11 ? argv[10] : "spin");
     if (strcmp(mode, "idle") == 0 && argc == 7) return idle(host, port, atof(argv[6]));
     return usage();
 }

@@ -119,6 +119,41 @@ SOCKET_OPCODES: Final = ("RECV", "SEND", "RECVMSG", "SENDMSG", "ACCEPT", "CONNEC
 _INTERRUPTED: Final = k.INTERRUPTED
 _CLOSE_DRAIN_SECONDS: Final = 5.0
 
+#: get_events' spin budget when TRIO_URING_SPIN_US is not set, in microseconds
+SPIN_US_DEFAULT: Final = 200
+_clock: Final = time.perf_counter
+_sched_yield: Final = os.sched_yield
+
+
+def spin_budget() -> float:
+    """The adaptive spin's budget in seconds: ``TRIO_URING_SPIN_US``
+    (microseconds; 0 turns the spin off), else :data:`SPIN_US_DEFAULT`."""
+    value = os.environ.get("TRIO_URING_SPIN_US", "").strip()
+    if not value:
+        return SPIN_US_DEFAULT / 1e6
+    try:
+        us = float(value)
+    except ValueError:
+        raise ValueError(f"TRIO_URING_SPIN_US must be a number of microseconds, not {value!r}") from None
+    if not 0 <= us <= 1e6:
+        raise ValueError(f"TRIO_URING_SPIN_US must be between 0 and 1000000 microseconds, not {value!r}")
+    return us / 1e6
+
+
+#: threading's own tables of started and starting threads (what
+#: threading.active_count() adds up, read here without its lock)
+_THREAD_TABLES: Final[tuple[Any, ...]] = tuple(
+    table for table in (getattr(threading, "_active", None), getattr(threading, "_limbo", None)) if table is not None
+)
+
+
+def _only_thread() -> bool:
+    """No other Python thread exists in this process."""
+    if len(_THREAD_TABLES) == 2:
+        return len(_THREAD_TABLES[0]) + len(_THREAD_TABLES[1]) <= 1
+    return threading.active_count() <= 1
+
+
 # Buffers of operations the kernel never gave back by the time a manager
 # closed: kept alive for the life of the process rather than freed under it.
 _LEAKED: list[object] = []
@@ -281,6 +316,10 @@ class UringIOManager:
         self.force_ring = self.fault is not None
         #: the ring has every opcode trio_uring's sockets submit
         self.socket_ops = not missing_opcodes(self.kernel.opcodes, SOCKET_OPCODES)
+        #: get_events' adaptive spin budget in seconds (0: never spin) and
+        #: how long the last blocking wait took
+        self._spin = spin_budget()
+        self._last_wait = 0.0
 
     # ---- helpers --------------------------------------------------------------
 
@@ -365,8 +404,46 @@ class UringIOManager:
             return ring.reap()
         if timeout <= 0:
             return ring.reap_now()
+        spin = self._spin
+        if not spin:
+            ring.submit_and_wait(timeout, 0 if ring.has_backlog else 1)
+            return ring.reap()
+        # The adaptive spin (docs/how-it-works.md, "Waiting"): when the
+        # previous wait was shorter than the spin budget, poll the rings for
+        # up to that long before sleeping, so a reply that comes that soon
+        # does not pay for waking this thread (and its CPU) up.  A wait that
+        # lasted longer turns the spin off until a wait is short again, so
+        # an idle or lightly loaded run never spins.  Nor does a run with
+        # other Python threads: the spinning thread holds the GIL, which
+        # they may need to make progress (a trio.to_thread worker would
+        # wait out the spin before it could finish and wake us).
+        clock = _clock
+        start = clock()
+        if self._last_wait < spin and _only_thread():
+            # reap_now submits the tick's SQEs and runs deferred completion
+            # work whenever the kernel flags some (IORING_SQ_TASKRUN).
+            # sched_yield(2) between polls: a task waiting for this CPU (the
+            # very client whose request we wait for, on a busy machine)
+            # runs first instead of waiting out the spin.
+            reap_now = ring.reap_now
+            deadline = start + (spin if spin < timeout else timeout)
+            while True:
+                events = reap_now()
+                if events:
+                    self._last_wait = clock() - start
+                    return events
+                now = clock()
+                if now >= deadline:
+                    break
+                _sched_yield()
+            timeout -= now - start
+            if timeout <= 0:
+                self._last_wait = now - start
+                return events  # the timeout expired during the spin: []
         ring.submit_and_wait(timeout, 0 if ring.has_backlog else 1)
-        return ring.reap()
+        events = ring.reap()
+        self._last_wait = clock() - start
+        return events
 
     def process_events(self, events: list[Cqe]) -> None:
         ops = self._ops
