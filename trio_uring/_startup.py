@@ -26,8 +26,9 @@ trio, then calls ``trio_uring.install()``, and removes itself.
 ``0`` or empty (do nothing).
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": importing __future__ costs as much
+# as the rest of this module; the annotations that name typing-only types are
+# strings instead.
 import os
 import sys
 
@@ -45,7 +46,7 @@ OFF_VALUES = ("", "0")
 FALLBACK = "fallback"
 
 
-def wanted() -> str | None:
+def wanted() -> "str | None":
     """``"strict"``, ``"fallback"``, or None when this process is not to be touched."""
     value = os.environ.get(ENV_VAR, "").strip().lower()
     if value in OFF_VALUES:
@@ -63,15 +64,15 @@ def install_now(mode: str) -> None:
 class _InstallAfterExec:
     """Executes trio with its own loader, then installs trio_uring."""
 
-    def __init__(self, loader: Any, mode: str) -> None:
+    def __init__(self, loader: "Any", mode: str) -> None:
         self.loader = loader
         self.mode = mode
 
-    def create_module(self, spec: Any) -> ModuleType | None:
+    def create_module(self, spec: "Any") -> "ModuleType | None":
         create = getattr(self.loader, "create_module", None)
         return None if create is None else create(spec)
 
-    def exec_module(self, module: ModuleType) -> None:
+    def exec_module(self, module: "ModuleType") -> None:
         # The module and its spec name trio's real loader, as without us.
         module.__loader__ = self.loader
         if module.__spec__ is not None:
@@ -86,7 +87,7 @@ class TrioImportFinder:
     def __init__(self, mode: str) -> None:
         self.mode = mode
 
-    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> Any:
+    def find_spec(self, fullname: str, path: "Sequence[str] | None", target: "ModuleType | None" = None) -> "Any":
         if fullname != "trio":
             return None
         remove()
