@@ -66,6 +66,7 @@ class Worker:
     #: how many times this slot was started before (0 for the first process)
     restarts: int
     #: set at the first SIGTERM/SIGINT: stop taking new work and return
+    #: (made by the supervisor, pickled with the rest: each process has its own)
     stopping: trio.Event = attrs.field(factory=trio.Event)
 
     @property
@@ -89,13 +90,7 @@ class WorkerSpec:
     """Everything a worker process needs, pickled by multiprocessing."""
 
     main: Callable[[Worker], Awaitable[object]]
-    index: int
-    count: int
-    cpu: int | None
-    host: str | None
-    port: int | None
-    incoming_cpu: bool
-    restarts: int
+    worker: Worker
     grace_period: float
     backend: str  # "io_uring" or "trio"
 
@@ -140,15 +135,7 @@ async def _stop_on_signal(
 
 
 async def _run(spec: WorkerSpec) -> bool:
-    worker = Worker(
-        index=spec.index,
-        count=spec.count,
-        cpu=spec.cpu,
-        host=spec.host,
-        port=spec.port,
-        incoming_cpu=spec.incoming_cpu,
-        restarts=spec.restarts,
-    )
+    worker = spec.worker
     async with trio.open_nursery() as nursery:
         main_scope = trio.CancelScope()
         await nursery.start(_stop_on_signal, worker, main_scope, spec.grace_period)
@@ -168,8 +155,8 @@ def worker_entry(spec: WorkerSpec) -> None:
     _kernel.set_parent_death_signal(signal.SIGTERM)
     if _parent_gone(sentinel, 0):
         os._exit(EXIT_ORPHANED)
-    if spec.cpu is not None:
-        os.sched_setaffinity(0, {spec.cpu})
+    if spec.worker.cpu is not None:
+        os.sched_setaffinity(0, {spec.worker.cpu})
     if sentinel is not None:
         threading.Thread(
             target=_watch_parent, args=(sentinel, spec.grace_period), name="trio_uring-parent-watch", daemon=True
@@ -183,7 +170,7 @@ def worker_entry(spec: WorkerSpec) -> None:
         run = trio.run
     if run(_run, spec):
         print(
-            f"trio_uring.workers: worker {spec.index} (pid {os.getpid()}): still running "
+            f"trio_uring.workers: worker {spec.worker.index} (pid {os.getpid()}): still running "
             f"{spec.grace_period:g} s after the stop: cancelled",
             file=sys.stderr,
         )

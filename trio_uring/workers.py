@@ -248,18 +248,10 @@ def _spec(
     cpu: int | None,
     restarts: int,
 ) -> WorkerSpec:
-    return WorkerSpec(
-        main=main,
-        index=index,
-        count=count,
-        cpu=cpu,
-        host=host,
-        port=port,
-        incoming_cpu=incoming_cpu,
-        restarts=restarts,
-        grace_period=grace_period,
-        backend=backend,
+    worker = Worker(
+        index=index, count=count, cpu=cpu, host=host, port=port, incoming_cpu=incoming_cpu, restarts=restarts
     )
+    return WorkerSpec(main=main, worker=worker, grace_period=grace_period, backend=backend)
 
 
 def _check_count(value: object, name: str, *, minimum: int) -> int:
