@@ -25,6 +25,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("anyio_echo.py", ["--how", "run", "--messages", "20"], "io_statistics.backend: io_uring"),
         ("kernel_profiles.py", ["--messages", "20"], "the same bytes on every kernel profile"),
         ("spin.py", ["--requests", "300"], "spin off: median round trip"),
+        ("serve_workers.py", ["--selftest"], "selftest passed"),
+        ("asgi_backend.py", ["--selftest"], "selftest passed"),
     ],
 )
 def test_example_runs(script: str, args: list[str], expect: str) -> None:

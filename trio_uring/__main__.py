@@ -5,6 +5,9 @@ sysctls, RLIMIT_MEMLOCK, seccomp), then creates a ring the way a run would
 (:func:`trio_uring.check_support`) and prints what it got, or the cause and
 the remedy.  Exits 0 if io_uring is usable, 1 if not.  ``--json`` prints the
 same report, with the same keys, as one JSON object.
+
+``python -m trio_uring run ...`` (or ``trio-uring run ...``) is the launcher
+instead: see :mod:`trio_uring._launcher`.
 """
 
 from __future__ import annotations
@@ -153,6 +156,11 @@ def format_text(data: dict[str, Value]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["run"]:
+        from ._launcher import main as launch
+
+        return launch(words[1:])
     parser = argparse.ArgumentParser(
         prog="python -m trio_uring",
         description="Report whether trio_uring can use io_uring here, and if not, why not and what to do.",

@@ -691,3 +691,21 @@ FALLOC_FL_INSERT_RANGE: Final = 0x20
 #: The kernel moves at most this many bytes per read/write (MAX_RW_COUNT,
 #: INT_MAX rounded down to a page); a larger request is a short transfer.
 MAX_RW_COUNT: Final = 0x7FFFF000
+
+
+# --- prctl(2), for trio_uring.workers (not io_uring) ------------------------------
+
+PR_SET_PDEATHSIG: Final = 1
+
+_prctl = _libc.prctl
+_prctl.restype = ctypes.c_int
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """``prctl(PR_SET_PDEATHSIG, signum)``: the kernel sends ``signum`` to this
+    process when the *thread* that created it exits (prctl(2)); cleared by a
+    fork in the child, kept across execve (unless set-user-ID)."""
+    if _prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise _oserror(err, "prctl(PR_SET_PDEATHSIG)")
