@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import trio
 import trio._core._run as _trio_run
 
+from ._anyio_files import hook_anyio, unhook_anyio
 from ._manager import STOCK_IO_MANAGER, UringIOManager, installation
 from ._support import UnsupportedError, check_machine, check_support
 from .socket import patch_trio, unpatch_trio
@@ -35,12 +36,14 @@ RetT = TypeVar("RetT")
 def _activate() -> None:
     setattr(_trio_run, "TheIOManager", UringIOManager)  # noqa: B010 - trio's private hook
     patch_trio()
+    hook_anyio()
 
 
 def _deactivate_if_unused() -> None:
     if not installation.globally and installation.runs == 0:
         setattr(_trio_run, "TheIOManager", STOCK_IO_MANAGER)  # noqa: B010
         unpatch_trio()
+        unhook_anyio()
 
 
 def is_installed() -> bool:
