@@ -237,7 +237,10 @@ class _Hooks:
     async def open_file_hook(self, *args: Any, **kwargs: Any) -> Any:
         if not on_io_uring():
             return await self.open_file(*args, **kwargs)
-        bound = _signature(self.open_file).bind(*args, **kwargs)  # anyio's TypeError for bad arguments
+        try:
+            bound = _signature(self.open_file).bind(*args, **kwargs)
+        except TypeError:
+            return await self.open_file(*args, **kwargs)  # anyio's own TypeError
         bound.apply_defaults()
         arguments = dict(bound.arguments)
         limiter = arguments.pop("limiter", None)
@@ -247,7 +250,10 @@ class _Hooks:
         return _as_anyio(self.fileio, f, limiter)
 
     def wrap_file_hook(self, *args: Any, **kwargs: Any) -> Any:
-        bound = _signature(self.wrap_file).bind(*args, **kwargs)
+        try:
+            bound = _signature(self.wrap_file).bind(*args, **kwargs)
+        except TypeError:
+            return self.wrap_file(*args, **kwargs)  # anyio's own TypeError
         file = bound.arguments["file"]
         limiter = bound.arguments.get("limiter")
         owner = _OWNERS.get(file) if _hashable_weakref(file) else None
@@ -296,7 +302,10 @@ def _path_method(name: str, original: Callable[..., Any], hooks: _Hooks) -> Call
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not on_io_uring():
             return await original(self, *args, **kwargs)
-        signature.bind(self, *args, **kwargs)  # anyio's TypeError for bad arguments
+        try:
+            signature.bind(self, *args, **kwargs)
+        except TypeError:
+            return await original(self, *args, **kwargs)  # anyio's own TypeError
         args = tuple(a._path if isinstance(a, hooks.fileio.Path) else a for a in args)
         kwargs = {k: v._path if isinstance(v, hooks.fileio.Path) else v for k, v in kwargs.items()}
         result = await getattr(UringPath(self._path), name)(*args, **kwargs)
