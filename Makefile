@@ -69,3 +69,11 @@ bench-quick: $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info docs/_build
+
+## make anyio-suite: anyio's own tests/test_fileio.py (from the sdist of the installed
+## anyio, fetched from PyPI) with trio_uring installed: anyio's file API through the hook
+anyio-suite: $(STAMP)
+	$(PY) tests/anyio_suite/run.py
+
+.PHONY: anyio-suite
+test: anyio-suite
