@@ -49,13 +49,21 @@ pytestmark = pytest.mark.filterwarnings("ignore:line buffering:RuntimeWarning")
 
 @contextlib.contextmanager
 def thread_jobs() -> Iterator[list[str]]:
-    """Every job handed to trio's thread cache (trio.to_thread, and so anyio's
-    to_thread on trio) and every threading.Thread started, while inside."""
+    """Every job handed to trio's thread cache (``"job <name>"``: trio.to_thread,
+    and so anyio's to_thread on trio), every threading.Thread started
+    (``"thread <name>"``) and every call of anyio.to_thread.run_sync
+    (``"anyio <function>"``), while inside."""
+    import anyio.to_thread
     import trio._threads  # trio.to_thread.run_sync hands its job to this name
 
     jobs: list[str] = []
     real_soon = trio._threads.start_thread_soon
     real_start = threading.Thread.start
+    real_anyio = anyio.to_thread.run_sync
+
+    async def anyio_run_sync(func: Any, *args: Any, **kwargs: Any) -> Any:
+        jobs.append(f"anyio {getattr(func, '__name__', func)}")
+        return await real_anyio(func, *args, **kwargs)
 
     def soon(fn: Any, deliver: Any, name: str | None = None) -> None:
         jobs.append(f"job {name}")
@@ -67,9 +75,11 @@ def thread_jobs() -> Iterator[list[str]]:
 
     trio._threads.start_thread_soon = soon
     threading.Thread.start = start  # type: ignore[method-assign]
+    anyio.to_thread.run_sync = anyio_run_sync
     try:
         yield jobs
     finally:
+        anyio.to_thread.run_sync = real_anyio
         trio._threads.start_thread_soon = real_soon
         threading.Thread.start = real_start  # type: ignore[method-assign]
 
