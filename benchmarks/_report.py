@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from _stacks import stack_rows, stack_targets
+
 STOCK, URING = "trio", "trio_uring"
 REFERENCES = ("asyncio", "uvloop", "uvloop-streams")
 #: echo connections -> wanted ratio trio_uring / stock trio
@@ -81,6 +83,7 @@ def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
                 "verdict": verdict(target["met"]),
             }
         )
+    rows += stack_targets(cases)
     return rows
 
 
@@ -157,6 +160,8 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
             summary,
             f"files: random 4 KiB reads, open_file ({label})",
         )
+    for name, unit, summary, target_name in stack_rows(cases):
+        add(name, unit, summary, target_name)
     return rows
 
 
@@ -202,6 +207,9 @@ def render_notes(results: dict[str, Any]) -> str:
     files = cases.get("files", {})
     if files.get("status") == "ok" and files.get("output"):
         lines.append("files (benchmarks/bench_files.py):\n" + files["output"].rstrip())
+    anyio_files = cases.get("anyio_files", {})
+    if anyio_files.get("status") == "ok":
+        lines.append("anyio_files (benchmarks/bench_anyio_files.py):\n" + anyio_files["output"].rstrip())
     return "\n".join(lines)
 
 

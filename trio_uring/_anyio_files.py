@@ -206,6 +206,7 @@ def _make_async_file_class(base: Any) -> type:
             return await super().flush()  # type: ignore[no-any-return]
 
     UringAsyncFile.__module__ = __name__
+    UringAsyncFile.__qualname__ = "UringAsyncFile"
     return UringAsyncFile
 
 
