@@ -23,6 +23,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("anyio_echo.py", ["--connections", "3", "--messages", "20"], "io_statistics.backend: io_uring"),
         ("anyio_echo.py", ["--how", "installed", "--messages", "20"], "io_statistics.backend: io_uring"),
         ("anyio_echo.py", ["--how", "run", "--messages", "20"], "io_statistics.backend: io_uring"),
+        ("anyio_files.py", ["--files", "5"], "on io_uring: worker-thread jobs 0, threads started 0"),
+        ("anyio_files.py", ["--files", "3", "--how", "installed"], "on io_uring: worker-thread jobs 0, threads started 0"),
     ],
 )
 def test_example_runs(script: str, args: list[str], expect: str) -> None:
