@@ -286,7 +286,8 @@ def plot(results: dict[str, Any], path: Path) -> str:
         ax.axhline(1.0, color="grey", linewidth=0.8)
         ax.set_xticks(xs, [label for label, _ in stack_groups], fontsize=8)
     else:
-        ax.text(0.5, 0.5, "not measured", ha="center")
+        reason = cases.get("stacks", {}).get("reason", "")
+        ax.text(0.5, 0.5, f"not measured{': ' + reason if reason else ''}", ha="center", wrap=True)
     ax.set_title("Real stacks: trio_uring / stock trio")
 
     for ax, key, title in (
