@@ -137,3 +137,11 @@ conformance-matrix:
 ## make anyio-matrix: tests/test_anyio.py on anyio 4.4.0 and the newest
 anyio-matrix:
 	$(PYTHON) tests/matrix/anyios.py
+
+## make anyio-suite: anyio's own tests/test_fileio.py (from the sdist of the installed
+## anyio, fetched from PyPI) with trio_uring installed: anyio's file API through the hook
+anyio-suite: $(STAMP)
+	$(PY) tests/anyio_suite/run.py
+
+.PHONY: anyio-suite
+test: anyio-suite

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from _stacks import stack_rows, stack_targets
+
 STOCK, URING = "trio", "trio_uring"
 REFERENCES = ("asyncio", "uvloop", "uvloop-streams")
 #: echo connections -> wanted ratio trio_uring / stock trio
@@ -81,6 +83,7 @@ def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
                 "verdict": verdict(target["met"]),
             }
         )
+    rows += stack_targets(cases)
     return rows
 
 
@@ -157,6 +160,8 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
             summary,
             f"files: random 4 KiB reads, open_file ({label})",
         )
+    for name, unit, summary, target_name in stack_rows(cases):
+        add(name, unit, summary, target_name)
     return rows
 
 
@@ -205,6 +210,9 @@ def render_notes(results: dict[str, Any]) -> str:
     files = cases.get("files", {})
     if files.get("status") == "ok" and files.get("output"):
         lines.append("files (benchmarks/bench_files.py):\n" + files["output"].rstrip())
+    anyio_files = cases.get("anyio_files", {})
+    if anyio_files.get("status") == "ok":
+        lines.append("anyio_files (benchmarks/bench_anyio_files.py):\n" + anyio_files["output"].rstrip())
     return "\n".join(lines)
 
 
@@ -221,7 +229,7 @@ def plot(results: dict[str, Any], path: Path) -> str:
     import matplotlib.pyplot as plt
 
     cases = results["cases"]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig, axes = plt.subplots(2, 3, figsize=(17, 8))
     colors = {
         STOCK: "#7f7f7f",
         URING: "#d62728",
@@ -237,16 +245,23 @@ def plot(results: dict[str, Any], path: Path) -> str:
         groups += [(f"echo\n{c} conn", s["backends"]) for c, s in cases["echo"]["connections"].items()]
     if cases.get("http", {}).get("status") == "ok":
         groups.append((f"HTTP\n{cases['http']['load_generator']}", cases["http"]["backends"]))
-    names = [b for b in (STOCK, URING, *REFERENCES) if any(b in g for _, g in groups)]
-    width = 0.8 / max(len(names), 1)
-    for i, backend in enumerate(names):
-        xs = [g + i * width for g, (_, b) in enumerate(groups) if b.get(backend, {}).get("median")]
-        ys = [b[backend]["median"] / 1000 for _, b in groups if b.get(backend, {}).get("median")]
-        ax.bar(xs, ys, width, label=backend, color=colors.get(backend))
-    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], [label for label, _ in groups])
+    # like beside like: the same trio code on both backends only; the
+    # asyncio/uvloop servers are load-generator checks, plotted apart
+    _grouped_bars(ax, groups, (STOCK, URING), colors)
     ax.set_ylabel("thousands per second (median)")
-    ax.set_title("Throughput (higher is better)")
-    ax.legend(fontsize=8)
+    ax.set_title("Throughput, same server code on both (higher is better)")
+
+    ax = axes[0][2]
+    check_groups = [
+        (label.replace("HTTP", "HTTP: refs are\nfixed-response,\nnot h11"), _fastest_trio(b)) for label, b in groups
+    ]
+    check_names = ("fastest trio", *REFERENCES)
+    colors["fastest trio"] = "#bbbbbb"
+    _grouped_bars(ax, check_groups, check_names, colors)
+    ax.set_ylabel("thousands per second (median)")
+    ax.set_title(
+        "Load-generator check, not a comparison:\nreference servers must reach >= 1.2x the fastest trio", fontsize=10
+    )
 
     # ratio trio_uring / stock with targets
     ax = axes[0][1]
@@ -262,6 +277,21 @@ def plot(results: dict[str, Any], path: Path) -> str:
     ax.axhline(1.0, color="grey", linewidth=0.8)
     ax.set_xticks(xs, [label for label, _, _ in ratio_groups])
     ax.set_title("trio_uring / stock trio (dashed: target)")
+
+    ax = axes[1][2]
+    stack_groups = _stack_ratio_sources(cases)
+    if stack_groups:
+        xs = list(range(len(stack_groups)))
+        ax.bar(xs, [v or 0 for _, v in stack_groups], 0.6, color=colors[URING])
+        for x, (_, value) in zip(xs, stack_groups, strict=True):
+            if value is not None:
+                ax.text(x, value, f"{value:.2f}x", ha="center", va="bottom")
+        ax.axhline(1.0, color="grey", linewidth=0.8)
+        ax.set_xticks(xs, [label for label, _ in stack_groups], fontsize=8)
+    else:
+        reason = cases.get("stacks", {}).get("reason", "")
+        ax.text(0.5, 0.5, f"not measured{': ' + reason if reason else ''}", ha="center", wrap=True)
+    ax.set_title("Real stacks: trio_uring / stock trio")
 
     for ax, key, title in (
         (axes[1][0], "syscalls", "Server syscalls per round trip (lower is better)"),
@@ -288,6 +318,38 @@ def plot(results: dict[str, Any], path: Path) -> str:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return f"written to {path}"
+
+
+def _grouped_bars(
+    ax: Any, groups: list[tuple[str, dict[str, Any]]], names: tuple[str, ...], colors: dict[str, str]
+) -> None:
+    shown = [b for b in names if any(b in g for _, g in groups)]
+    width = 0.8 / max(len(shown), 1)
+    for i, backend in enumerate(shown):
+        xs = [g + i * width for g, (_, b) in enumerate(groups) if b.get(backend, {}).get("median")]
+        ys = [b[backend]["median"] / 1000 for _, b in groups if b.get(backend, {}).get("median")]
+        ax.bar(xs, ys, width, label=backend, color=colors.get(backend))
+    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], [label for label, _ in groups], fontsize=8)
+    if shown:
+        ax.legend(fontsize=8)
+
+
+def _fastest_trio(backends: dict[str, Any]) -> dict[str, Any]:
+    """The group's reference servers beside the faster of the two trio backends."""
+    out = {b: v for b, v in backends.items() if b in REFERENCES}
+    trio = [backends[b] for b in (STOCK, URING) if backends.get(b, {}).get("median")]
+    if trio:
+        out["fastest trio"] = max(trio, key=lambda v: v["median"])
+    return out
+
+
+def _stack_ratio_sources(cases: dict[str, Any]) -> list[tuple[str, float | None]]:
+    short = {"hello": "hypercorn\nASGI hello", "json": "Starlette\nJSON", "file64k": "Starlette\nFile 64 KiB"}
+    short["file64k-stat"] = "Starlette\nFile 64 KiB\n+ stat_result"
+    out = [(short.get(app, app), s["ratio"]) for app, s in cases.get("stacks", {}).get("apps", {}).items()]
+    for label, run in cases.get("anyio_files", {}).get("placements", {}).items():
+        out.append((f"anyio files\nrandom 4K\n({label})", run["data"]["ratio"]))
+    return out
 
 
 def _ratio_sources(cases: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:

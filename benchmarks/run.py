@@ -8,7 +8,9 @@
 Cases: echo (64-byte closed loop at 1, 64 and 512 connections), http (h11 on
 each backend, driven by wrk), idle_memory (RSS per idle connection at 5,000),
 syscalls (per round trip at 64 connections, perf or strace), files
-(benchmarks/bench_files.py, when it exists), and loadgen_check (the same load
+(benchmarks/bench_files.py, when it exists), stacks (hypercorn's trio worker
+serving a plain ASGI app and Starlette, benchmarks/stacks.py, driven by wrk),
+anyio_files (anyio.open_file, benchmarks/bench_anyio_files.py), and loadgen_check (the same load
 generator against asyncio/uvloop servers, to show it is not the bottleneck).
 
 ``--kernel 5.15`` runs every trio_uring server (and the file benchmark) as
@@ -50,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cases
 import _harness
 import _report
+import _stacks
 
 from trio_uring._features import ENV as KERNEL_ENV
 from trio_uring._features import PROFILE_NAMES
@@ -60,6 +63,9 @@ CASES: dict[str, Callable[[_cases.Config, _cases.Env], dict[str, Any]]] = {
     "idle_memory": _cases.idle_case,
     "syscalls": _cases.syscalls_case,
     "files": _cases.files_case,
+    # real stacks: hypercorn + ASGI / Starlette, and anyio.open_file (benchmarks/_stacks.py)
+    "stacks": _stacks.stacks_case,
+    "anyio_files": _stacks.anyio_files_case,
 }
 ALL_CASES = (*CASES, "loadgen_check")
 DEFAULT_PLOT = _harness.ROOT / "docs" / "_static" / "benchmarks.png"

@@ -27,6 +27,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("spin.py", ["--requests", "300"], "spin off: median round trip"),
         ("serve_workers.py", ["--selftest"], "selftest passed"),
         ("asgi_backend.py", ["--selftest"], "selftest passed"),
+        ("anyio_files.py", ["--files", "5"], "on io_uring: worker-thread jobs 0, threads started 0"),
+        ("anyio_files.py", ["--files", "3", "--how", "installed"], "on io_uring: worker-thread jobs 0, threads started 0"),
     ],
 )
 def test_example_runs(script: str, args: list[str], expect: str) -> None:

@@ -1529,7 +1529,9 @@ async def open_file(
             except OSError:
                 pass  # let the open say what is wrong
             else:
-                if not stat.S_ISREG(before.st_mode):
+                # (a directory opens and fails with EISDIR below, as FileIO
+                # fails after its fstat: no thread needed for that)
+                if not stat.S_ISREG(before.st_mode) and not stat.S_ISDIR(before.st_mode):
                     return await _thread_open(*args)
         if opener is not None:
             call: Callable[..., Any] = opener

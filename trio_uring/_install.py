@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from ._anyio_files import hook_anyio, unhook_anyio
 from ._manager import UringIOManager, installation
 from ._support import UnsupportedError, check_machine, check_support
 from ._trio_compat import STOCK_IO_MANAGER
@@ -36,6 +37,7 @@ RetT = TypeVar("RetT")
 def _activate() -> None:
     setattr(_trio_run, "TheIOManager", UringIOManager)  # noqa: B010 - trio's private hook
     patch_trio()
+    hook_anyio()
 
 
 def _deactivate_if_unused() -> None:
@@ -44,6 +46,7 @@ def _deactivate_if_unused() -> None:
     if getattr(_trio_run, "TheIOManager", None) is UringIOManager:  # only undo what _activate did
         setattr(_trio_run, "TheIOManager", STOCK_IO_MANAGER)  # noqa: B010
     unpatch_trio()
+    unhook_anyio()
 
 
 def is_installed() -> bool:
