@@ -64,7 +64,7 @@ PROJECTS = {
             "httpcore",
             "1.0.9",
             extras="[http2,socks,trio,asyncio]",
-            deps=("pytest", "pytest-httpbin", "trustme", "anyio"),
+            deps=("pytest", "pytest-trio", "pytest-httpbin", "trustme", "anyio"),
             tests=("tests",),
             # the trio half of its anyio-parametrized tests, and the sync tests
             # (which run no trio) stay out: only trio runs meet the faults
@@ -81,8 +81,9 @@ PROJECTS = {
     )
 }
 
-#: the fault modes each suite runs under (after the baseline, no faults)
-MODES = ("none", "short_io=1", "errno=RECV:ECONNRESET:0.02,errno=SEND:EPIPE:0.02,seed=1")
+#: the fault modes each suite runs under, after two baselines: "stock" (trio's
+#: own backend) and "none" (io_uring, no faults)
+MODES = ("stock", "none", "short_io=1", "errno=RECV:ECONNRESET:0.05,seed=1")
 
 
 def sh(*cmd: str | Path, **kw: object) -> None:
@@ -120,8 +121,10 @@ def run(project: Project, mode: str, python: str, extra: list[str]) -> tuple[str
     src, py = prepare(project, python)
     logs = WORK / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    args = ["-m", "pytest", "-p", "no:cacheprovider", "--trio-uring", "-rfE", *project.args]
-    if mode != "none":
+    args = ["-m", "pytest", "-p", "no:cacheprovider", "-rfE", *project.args]
+    if mode != "stock":  # stock: trio's own backend, to tell the suite's own failures apart
+        args.append("--trio-uring")
+    if mode not in ("none", "stock"):
         args += ["--trio-uring-faults", mode]
     args += [*project.tests, *extra]
     log = logs / f"{project.name}-{re.sub(r'[^A-Za-z0-9=.]+', '_', mode)}.log"
@@ -143,7 +146,11 @@ def run(project: Project, mode: str, python: str, extra: list[str]) -> tuple[str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", action="append", choices=sorted(PROJECTS), help="default: all")
-    parser.add_argument("--mode", action="append", help=f"a --trio-uring-faults spec, or 'none' (default: {MODES})")
+    parser.add_argument(
+        "--mode",
+        action="append",
+        help=f"a --trio-uring-faults spec, 'none', or 'stock' for trio's own backend (default: {MODES})",
+    )
     parser.add_argument("--python", default=sys.executable, help="the Python the venvs are made from")
     parser.add_argument("--list", action="store_true", help="list the projects and modes")
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
