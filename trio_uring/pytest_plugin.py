@@ -34,6 +34,9 @@ Fault injection (:mod:`trio_uring.testing`) from pytest:
   runs the test's call phase inside :func:`trio_uring.testing.faults` with
   those arguments (its trio runs must be on io_uring: combine it with
   ``@pytest.mark.trio_uring`` or ``--trio-uring``);
+- ``--trio-uring-faults SPEC`` (or the ``trio_uring_faults`` ini option),
+  with ``--trio-uring``, runs every test under those faults
+  (:mod:`trio_uring._pytest_faults`);
 - the ``trio_uring_sweep`` fixture is :func:`trio_uring.testing.sweep`
   that raises ``AssertionError`` listing the failing runs.
 """
@@ -48,6 +51,7 @@ import pytest
 
 from ._features import ENV as KERNEL_ENV
 from ._features import PROFILE_NAMES
+from . import _pytest_faults
 from ._install import install, is_installed, uninstall
 from ._manager import installation
 from ._support import UnsupportedError, check_support
@@ -96,6 +100,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where io_uring is unavailable, skip the tests that would use it, with the reason "
         "(for --trio-uring and @pytest.mark.trio_uring tests)",
     )
+    _pytest_faults.addoption(parser, group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -115,6 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
     skip = bool(config.getoption("--trio-uring-skip-unsupported"))
     if fallback and skip:
         raise pytest.UsageError("--trio-uring-fallback and --trio-uring-skip-unsupported exclude each other")
+    _pytest_faults.configure(config)
     if not config.getoption("--trio-uring"):
         return
     try:

@@ -55,6 +55,8 @@ import contextvars
 import errno as errno_module
 import os
 import random
+import socket
+import stat
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
@@ -146,6 +148,31 @@ def _cancel_would_reach_current_task(scope: trio.CancelScope) -> bool:
     return False
 
 
+def _kernel_may_shorten(fd: int, prep_name: str, args: tuple[int, ...]) -> bool:
+    """Whether the kernel itself could move fewer bytes than asked here, so
+    that short I/O invents nothing: on a stream socket, a pipe or a file.
+    Not on a datagram or seqpacket socket, where each send is one whole
+    message (a shortened one would be truncated, its tail lost) and a
+    receive takes one whole message; not for a receive with ``MSG_WAITALL``,
+    which recv(2) returns short only on a signal, an error or the end of
+    the stream."""
+    if prep_name in ("prep_recv", "prep_recv_select"):
+        flags = args[2] if prep_name == "prep_recv" else args[1]
+        if flags & socket.MSG_WAITALL:
+            return False
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return True  # the kernel reports the bad fd itself
+    if not stat.S_ISSOCK(mode):
+        return True
+    sock = socket.socket(fileno=fd)
+    try:
+        return sock.type == socket.SOCK_STREAM
+    finally:
+        sock.detach()
+
+
 def _opcode_of(prep: Callable[..., None]) -> str:
     name = getattr(prep, "__name__", "")
     if name == "prep_recv_select":
@@ -223,8 +250,14 @@ class _Plan:
 
             op.on_cqe = cancel_then_deliver
 
-        index = _LENGTH_ARG.get(getattr(prep, "__name__", ""))
-        if self.short_io is not None and index is not None and args[index] > self.short_io:
+        name = getattr(prep, "__name__", "")
+        index = _LENGTH_ARG.get(name)
+        if (
+            self.short_io is not None
+            and index is not None
+            and args[index] > self.short_io
+            and _kernel_may_shorten(op.fd, name, args)
+        ):
             args = (*args[:index], self.short_io, *args[index + 1 :])
             self.log.shortened += 1
         return prep, args
