@@ -4,6 +4,7 @@ and cancelling an operation once it is parked in the kernel."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,6 +33,26 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
+
+
+def nowait_reads_work(path: str | os.PathLike[str]) -> bool:
+    """Does the file system under ``path``, on this kernel, serve a read of
+    cached data with preadv2(RWF_NOWAIT)?  Asked of the kernel: read the
+    file once (now it is cached), then again with RWF_NOWAIT.  Not every file
+    system takes the flag (Linux 6.1's tmpfs answers EOPNOTSUPP), and where it
+    is refused every read of a trio_uring file is an io_uring READ."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.pread(fd, 4096, 0)
+        try:
+            os.preadv(fd, [bytearray(4096)], 0, os.RWF_NOWAIT)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EOPNOTSUPP):
+                return False
+            raise
+        return True
+    finally:
+        os.close(fd)
 
 
 def drop_cache(path: str | os.PathLike[str]) -> None:

@@ -27,7 +27,18 @@ import trio_uring
 from trio_uring import lowlevel as ll
 from trio_uring.socket import ACCEPT_QUEUE_LIMIT, UringSocket
 
-from .helpers import STRESS, fd_count, ipv6_available, kernel, needs, ops_submitted, recv_wait_op, run, run_child
+from .helpers import (
+    STRESS,
+    fd_count,
+    ipv6_available,
+    kernel,
+    needs,
+    nofile_at_least,
+    ops_submitted,
+    recv_wait_op,
+    run,
+    run_child,
+)
 
 
 async def tcp_stream_pair(family: int = socket.AF_INET) -> tuple[trio.SocketStream, trio.SocketStream]:
@@ -736,7 +747,9 @@ def test_many_receives_completing_at_once_exceed_the_buffer_ring(via: str) -> No
             a.close()
             b.close()
 
-    run(main)
+    # 1,200 fds and the run's own: a login's default soft limit is 1,024
+    with nofile_at_least(2 * n + 256):
+        run(main)
 
 
 def test_sockets_from_before_the_run_and_stock_runs_keep_working() -> None:

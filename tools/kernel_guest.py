@@ -1,0 +1,171 @@
+"""Inside a VM booted by tools/test_kernels.py: run the suites, write results.json.
+
+    python tools/kernel_guest.py --out DIR --suites report,ours,trio [-- pytest args]
+
+The host's file system is shared read-only, so everything written goes to
+``--out`` (the VM's one writable host folder) or to the guest's /tmp.
+Suites:
+
+- ``report``: ``python -m trio_uring --json``;
+- ``ours``: our pytest suite (or the files given after ``--``).  Where io_uring is
+  unavailable (a kernel below the floor) only tests/test_kernel_floor.py runs:
+  the refusal's message and ``install(fallback=True)``;
+- ``trio``: trio's own suite, stock and on trio_uring (tests/conformance/run.py);
+  skipped where io_uring is unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+FLOOR_TESTS = ["tests/test_kernel_floor.py"]
+
+
+def say(msg: str) -> None:
+    print(f"[guest] {msg}", flush=True)
+
+
+def run(cmd: list[str], log: Path, timeout: float) -> tuple[int | None, str, float]:
+    say("$ " + " ".join(cmd))
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(
+            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False
+        )
+        code: int | None = proc.returncode
+        out = proc.stdout
+    except subprocess.TimeoutExpired as exc:
+        code = None
+        out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        out += f"\n[guest] timed out after {timeout:.0f} s\n"
+    log.write_text(out)
+    return code, out, time.monotonic() - start
+
+
+def junit_counts(path: Path) -> dict[str, int]:
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    if not path.exists():
+        return counts
+    for case in ET.parse(path).getroot().iter("testcase"):
+        tags = {child.tag for child in case}
+        if tags & {"failure", "error"}:
+            counts["failed"] += 1
+        elif "skipped" in tags:
+            counts["skipped"] += 1
+        else:
+            counts["passed"] += 1
+    return counts
+
+
+def failures(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    out = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        if any(child.tag in ("failure", "error") for child in case):
+            out.append(f"{case.get('classname')}::{case.get('name')}")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--suites", default="report,ours,trio")
+    args, pytest_args = parser.parse_known_args()
+    if pytest_args and pytest_args[0] == "--":
+        pytest_args = pytest_args[1:]
+    suites = args.suites.split(",")
+    out: Path = args.out
+    results: dict[str, Any] = {"suites": []}
+
+    def save() -> None:
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with open("/proc/mounts") as mounts:
+        tmpfs = next((line.split()[2] for line in mounts if line.split()[1] == "/tmp"), "?")
+    results["guest"] = {"uname": platform.release(), "nofile": [soft, hard], "tmp_fs": tmpfs, "cpus": os.cpu_count()}
+    say(f"kernel {platform.release()}, RLIMIT_NOFILE {soft}/{hard}, /tmp on {tmpfs}, {os.cpu_count()} CPUs")
+    save()
+
+    py = sys.executable
+    code, text, secs = run([py, "-m", "trio_uring", "--json"], out / "report.log", 600)
+    try:
+        report = json.loads(text[text.index("{") :])
+    except ValueError:
+        report = {}
+    usable = report.get("io_uring") == "usable"
+    results["report"] = report
+    verdict = f"usable ({report.get('ring_mode')})" if usable else f"unavailable: {report.get('cause')}"
+    if "report" in suites:
+        results["suites"].append(
+            {"suite": "report", "result": "ok" if report else "failed", "verdict": verdict, "seconds": secs}
+        )
+    say(f"python -m trio_uring: {verdict}")
+    subprocess.run([py, "-m", "trio_uring"], cwd=REPO, check=False)
+    save()
+
+    if "ours" in suites:
+        junit = out / "ours.xml"
+        files = (pytest_args or ["tests"]) if usable else FLOOR_TESTS
+        cmd = [py, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", f"--junitxml={junit}", *files]
+        code, text, secs = run(cmd, out / "ours.log", 3 * 3600)
+        counts = junit_counts(junit)
+        summary = text.strip().splitlines()[-1] if text.strip() else ""
+        say(f"our suite: {summary}")
+        for name in failures(junit):
+            say(f"  FAILED {name}")
+        result = "ok" if code == 0 else ("timeout" if code is None else "failed")
+        results["suites"].append(
+            {
+                "suite": "ours" if usable else "ours (floor)",
+                "result": result,
+                **counts,
+                "seconds": secs,
+                "failures": failures(junit),
+            }
+        )
+        save()
+
+    if "trio" in suites and usable:
+        code, text, secs = run([py, "tests/conformance/run.py"], out / "trio.log", 3 * 3600)
+        m = re.search(r"^trio_uring: (.*)$", text, re.M)
+        counts = {}
+        if m:
+            for n, kind in re.findall(r"(\d+) (\w+)", m.group(1)):
+                counts[kind] = int(n)
+        regressions = re.findall(r"^  (\S+): ", text, re.M) if "FAIL" in text else []
+        say("trio's suite: " + (m.group(1) if m else "no summary") + f", exit {code}")
+        for line in text.splitlines():
+            if line.startswith(("OK:", "FAIL", "allowed difference", "trio runs during")):
+                say("  " + line)
+        results["suites"].append(
+            {
+                "suite": "trio",
+                "result": "ok" if code == 0 else ("timeout" if code is None else "failed"),
+                "passed": counts.get("passed", 0),
+                "failed": counts.get("failed", 0),
+                "skipped": counts.get("skipped", 0) + counts.get("xfailed", 0),
+                "seconds": secs,
+                "failures": regressions,
+            }
+        )
+        save()
+    say("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,400 @@
+#!/usr/bin/env python3
+"""Boot Debian's real kernels under qemu and run trio_uring's suites inside them.
+
+    python tools/test_kernels.py                      # every kernel in KERNELS, every suite
+    python tools/test_kernels.py 6.1 --suites report,ours -- tests/test_socket.py -k listener
+    python tools/test_kernels.py --smoke              # what `make test` runs (one kernel, quick files)
+    python tools/test_kernels.py linux-image-6.1.0-28-amd64-unsigned   # any package, by name
+
+Kernels come from Debian's package registry: ``apt-get download`` of a
+``linux-image-*-amd64-unsigned`` package, unpacked with ``dpkg-deb -x`` into a
+cache outside the repository (``~/.cache/trio_uring/kernels``, or
+``$TRIO_URING_KERNEL_CACHE``).  apt runs with a private configuration in that
+cache (its own sources list, package lists and archive cache, passed with
+``-o Dir::...``), so the machine's apt setup is never changed: the private
+sources list has the same URI and keyring as the machine's Debian entry, with
+the suites ``bookworm bookworm-updates bookworm-backports bullseye`` (6.12
+is in bookworm-backports, 5.10 in bullseye).
+
+Each kernel boots under qemu with virtme-ng (installed from PyPI into its own
+venv in the cache): the host's root file system is shared read-only over 9p,
+the kernel's modules are found next to the unpacked image (virtme-ng mounts
+them over the guest's /lib/modules; nothing is copied into the host's), and
+one directory of the cache is writable from inside, which is how results come
+out.  Inside, tools/kernel_guest.py runs the suites and writes results.json.
+KVM is used only if a KVM guest boots (``--accel auto`` tries it first); on
+machines where nested KVM hangs, TCG emulation is used (slow: run single files
+while developing).
+
+Adding a kernel: add its version and package name (a glob picks the newest
+matching package) to KERNELS, or name the package on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: version label -> Debian package (a glob: the newest match is used)
+KERNELS = {
+    "5.10": "linux-image-5.10.0-30-amd64-unsigned",  # Debian 11 (bullseye), below the floor
+    "6.1": "linux-image-6.1.0-*-amd64-unsigned",  # Debian 12 (bookworm)
+    "6.12": "linux-image-6.12.115+deb12-amd64-unsigned",  # Debian 13's series (bookworm-backports)
+}
+SUITES = ("bookworm", "bookworm-updates", "bookworm-backports", "bullseye")
+ALL_SUITES = ("report", "ours", "trio")
+
+#: `make test`'s bounded run: one kernel, the report, and test files that take
+#: seconds under emulation (tests/test_kernel_floor.py checks the report's verdict)
+SMOKE_KERNEL = "6.1"
+SMOKE_TESTS = [
+    "tests/test_kernel_floor.py",
+    "tests/test_ring.py",
+    "tests/test_manager.py",
+    "tests/test_socket.py::test_a_listener_garbage_collected_without_close_stops_listening",
+]
+
+#: the machine's Debian entry, if its sources file cannot be read
+DEFAULT_URI = "http://deb.debian.org/debian"
+DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+def log(msg: str) -> None:
+    print(f"[test-kernels] {msg}", flush=True)
+
+
+def cache_dir() -> Path:
+    default = Path.home() / ".cache" / "trio_uring" / "kernels"
+    return Path(os.environ.get("TRIO_URING_KERNEL_CACHE", default))
+
+
+# ---- apt, privately ----------------------------------------------------------------------
+
+
+def debian_entry() -> tuple[str, str]:
+    """URI and keyring of the machine's main Debian entry (deb822 or one-line format)."""
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for stanza in path.read_text().split("\n\n"):
+            fields = dict(
+                line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith("#")
+            )
+            fields = {k.strip(): v.strip() for k, v in fields.items()}
+            uri = fields.get("URIs", "")
+            if uri.rstrip("/").endswith("/debian") and "bookworm" in fields.get("Suites", "").split():
+                return uri.split()[0], fields.get("Signed-By", DEFAULT_KEYRING)
+    return DEFAULT_URI, DEFAULT_KEYRING
+
+
+class Apt:
+    """apt-get and apt-cache with a configuration of their own under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+        (root / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+        (root / "sources.list.d").mkdir(exist_ok=True)
+        uri, keyring = debian_entry()
+        sources = root / "sources.list"
+        sources.write_text(f"deb [signed-by={keyring}] {uri} {' '.join(SUITES)} main\n")
+        self.options = [
+            f"-oDir::Etc::SourceList={sources}",
+            f"-oDir::Etc::SourceParts={root / 'sources.list.d'}",
+            f"-oDir::State::Lists={root / 'lists'}",
+            f"-oDir::Cache={root}",
+            f"-oDir::Cache::Archives={root / 'archives'}",
+            # the private folders are root's; apt's sandbox user could not write them
+            "-oAPT::Sandbox::User=root",
+        ]
+
+    def run(self, tool: str, *args: str, cwd: Path | None = None) -> str:
+        cmd = [tool, "-q", *self.options, *args]
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}")
+        return proc.stdout
+
+    def update_if_stale(self, max_age: float = 86400.0) -> None:
+        stamp = self.root / "updated"
+        if stamp.exists() and time.time() - stamp.stat().st_mtime < max_age:
+            return
+        log(f"apt-get update (private lists in {self.root}; suites {' '.join(SUITES)})")
+        self.run("apt-get", "update")
+        stamp.touch()
+
+    def resolve(self, pattern: str) -> str:
+        """The newest package whose name matches the glob ``pattern``."""
+        if not any(c in pattern for c in "*?["):
+            return pattern
+        regex = fnmatch.translate(pattern)
+        names = [
+            line.split(" - ")[0]
+            for line in self.run("apt-cache", "search", "--names-only", "^linux-image-").splitlines()
+        ]
+        matches = [n for n in names if re.match(regex, n)]
+        if not matches:
+            raise SystemExit(f"no package matches {pattern}")
+
+        def key(name: str) -> list[int]:
+            return [int(x) for x in re.findall(r"\d+", name)]
+
+        return max(matches, key=key)
+
+    def download(self, package: str, into: Path) -> Path:
+        into.mkdir(parents=True, exist_ok=True)
+        found = list(into.glob(f"{package}_*.deb"))
+        if not found:
+            log(f"apt-get download {package}")
+            self.run("apt-get", "download", package, cwd=into)
+            found = list(into.glob(f"{package}_*.deb"))
+        if not found:
+            raise SystemExit(f"apt-get download {package} left no .deb in {into}")
+        return found[0]
+
+
+@dataclass
+class Kernel:
+    label: str
+    package: str
+    image: Path
+    release: str
+
+
+def unpack(deb: Path, into: Path) -> Kernel | None:
+    """``dpkg-deb -x`` once; the kernel image and its modules' release."""
+    done = into / ".unpacked"
+    if not done.exists():
+        shutil.rmtree(into, ignore_errors=True)
+        into.mkdir(parents=True)
+        log(f"dpkg-deb -x {deb.name}")
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(into)], check=True)
+        done.touch()
+    images = sorted(into.glob("boot/vmlinuz-*"))
+    if not images:
+        return None
+    release = images[0].name[len("vmlinuz-") :]
+    return Kernel("", "", images[0], release)
+
+
+def fetch(apt: Apt, label: str, pattern: str) -> Kernel:
+    package = apt.resolve(pattern)
+    deb = apt.download(package, cache_dir() / "debs")
+    kernel = unpack(deb, cache_dir() / "unpacked" / package)
+    if kernel is None:
+        raise SystemExit(f"{package} has no boot/vmlinuz-*")
+    modules = kernel.image.parent.parent / "lib" / "modules" / kernel.release
+    if not modules.is_dir():
+        raise SystemExit(f"{package} has no lib/modules/{kernel.release} (a usr-merged package?)")
+    return Kernel(label, package, kernel.image, kernel.release)
+
+
+# ---- qemu, through virtme-ng ----------------------------------------------------------------
+
+
+def ensure_tools() -> Path:
+    """qemu and kmod from the distribution, virtme-ng from PyPI (its own venv)."""
+    missing = [p for p, exe in (("qemu-system-x86", "qemu-system-x86_64"), ("kmod", "depmod")) if not shutil.which(exe)]
+    if missing:
+        if os.geteuid() != 0:
+            raise SystemExit(f"install {' '.join(missing)} (apt-get install {' '.join(missing)})")
+        log(f"apt-get install {' '.join(missing)}")
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], check=True)
+    venv = cache_dir() / "vng-venv"
+    vng = venv / "bin" / "vng"
+    if not vng.exists():
+        log(f"installing virtme-ng into {venv}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "virtme-ng"], check=True)
+    return vng
+
+
+def vng_command(
+    vng: Path, kernel: Kernel, accel: str, outdir: Path, guest: list[str], args: argparse.Namespace
+) -> list[str]:
+    cmd = [
+        str(vng),
+        "--run",
+        str(kernel.image),
+        "--force-9p",
+        "--memory",
+        args.memory,
+        "--cpus",
+        str(args.cpus),
+        "--verbose",
+        "--rwdir",
+        str(outdir),
+        "--cwd",
+        str(REPO),
+        "--exec",
+        shlex.join(guest),
+    ]
+    if accel == "tcg":
+        cmd.insert(3, "--disable-kvm")
+    return cmd
+
+
+def boot(cmd: list[str], console: Path, timeout: float) -> tuple[int | None, float]:
+    """Run the VM, its console into ``console``, our guest's lines echoed; kill it at the timeout."""
+    start = time.monotonic()
+    with console.open("w") as out:
+        proc = subprocess.Popen(
+            ["nice", "-n", "10", *cmd],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+            # vng starts virtme-run and virtme-ng-init from its venv's bin
+            env={**os.environ, "PATH": f"{Path(cmd[0]).parent}:{os.environ['PATH']}"},
+        )
+        assert proc.stdout is not None
+        os.set_blocking(proc.stdout.fileno(), True)
+        deadline = start + timeout
+        code: int | None = None
+        try:
+            for line in proc.stdout:
+                out.write(line)
+                out.flush()
+                if "[guest]" in line:
+                    print("    " + line[line.index("[guest]") :].rstrip(), flush=True)
+                if time.monotonic() > deadline:
+                    break
+            try:
+                code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+                out.write(f"\n[test-kernels] killed after {timeout:.0f} s\n")
+    return code, time.monotonic() - start
+
+
+def kvm_boots(vng: Path, kernel: Kernel, args: argparse.Namespace) -> bool:
+    """Does a KVM guest reach our command within 60 s? (Nested KVM hangs on some hosts.)"""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    outdir = cache_dir() / "runs" / "kvm-probe"
+    shutil.rmtree(outdir, ignore_errors=True)
+    outdir.mkdir(parents=True)
+    cmd = vng_command(vng, kernel, "kvm", outdir, ["sh", "-c", f"echo ok > {outdir}/ok"], args)
+    boot(cmd, outdir / "console.log", 60)
+    return (outdir / "ok").exists()
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+
+def run_kernel(vng: Path, kernel: Kernel, accel: str, args: argparse.Namespace, pytest_args: list[str]) -> dict:
+    outdir = cache_dir() / "runs" / kernel.release
+    shutil.rmtree(outdir, ignore_errors=True)
+    outdir.mkdir(parents=True)
+    guest = [
+        str(REPO / ".venv" / "bin" / "python"),
+        str(REPO / "tools" / "kernel_guest.py"),
+        "--out",
+        str(outdir),
+        "--suites",
+        ",".join(args.suites),
+        "--",
+        *pytest_args,
+    ]
+    cmd = vng_command(vng, kernel, accel, outdir, guest, args)
+    log(f"booting {kernel.package} ({kernel.release}) under {accel.upper()}: suites {','.join(args.suites)}")
+    code, elapsed = boot(cmd, outdir / "console.log", args.timeout)
+    results_file = outdir / "results.json"
+    if results_file.exists():
+        results = json.loads(results_file.read_text())
+    else:
+        tail = (outdir / "console.log").read_text(errors="replace").splitlines()[-30:]
+        log(f"no results from {kernel.release} (vng exit {code}); console tail:\n" + "\n".join(tail))
+        results = {"suites": [], "error": f"no results (vng exit {code}, {elapsed:.0f} s)"}
+    results.update(kernel=kernel.label, package=kernel.package, release=kernel.release, boot_seconds=elapsed)
+    return results
+
+
+def table(all_results: list[dict]) -> str:
+    rows = [("kernel", "suite", "result", "passed", "failed", "skipped", "time")]
+    for r in all_results:
+        label = f"{r['kernel']} ({r['release']})"
+        if r.get("error"):
+            rows.append((label, "-", "ERROR: " + r["error"], "", "", "", f"{r['boot_seconds']:.0f} s"))
+        for s in r["suites"]:
+            rows.append(
+                (
+                    label,
+                    s["suite"],
+                    s["result"],
+                    str(s.get("passed", "")),
+                    str(s.get("failed", "")),
+                    str(s.get("skipped", "")),
+                    f"{s['seconds']:.0f} s",
+                )
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kernels", nargs="*", help=f"version labels ({', '.join(KERNELS)}) or package names")
+    parser.add_argument("--suites", default=",".join(ALL_SUITES), help="report,ours,trio (default: all)")
+    parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_KERNEL} only, the report and a few quick files")
+    parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--memory", default="4G")
+    parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per kernel before the VM is killed")
+    parser.add_argument("--json", type=Path, help="also write every kernel's results here")
+    args, pytest_args = parser.parse_known_args()
+    if pytest_args and pytest_args[0] == "--":
+        pytest_args = pytest_args[1:]
+    if args.smoke:
+        args.kernels = args.kernels or [SMOKE_KERNEL]
+        pytest_args = pytest_args or SMOKE_TESTS
+        if args.suites == ",".join(ALL_SUITES):
+            args.suites = "report,ours"
+    args.suites = args.suites.split(",")
+    if not (REPO / ".venv" / "bin" / "python").exists():
+        raise SystemExit("no .venv: run `make venv` first (the guest runs the host's .venv)")
+
+    vng = ensure_tools()
+    apt = Apt(cache_dir() / "apt")
+    apt.update_if_stale()
+    wanted = args.kernels or list(KERNELS)
+    kernels = [fetch(apt, w, KERNELS.get(w, w)) for w in wanted]
+
+    accel = args.accel
+    if accel == "auto":
+        accel = "kvm" if kvm_boots(vng, kernels[0], args) else "tcg"
+        log(f"accelerator: {accel}" + ("" if accel == "kvm" else " (KVM unusable or a KVM guest did not boot)"))
+
+    all_results = []
+    started = time.monotonic()
+    for kernel in kernels:
+        all_results.append(run_kernel(vng, kernel, accel, args, pytest_args))
+    print()
+    print(table(all_results))
+    print(f"\n{len(kernels)} kernel(s) in {time.monotonic() - started:.0f} s under {accel.upper()}")
+    if args.json:
+        args.json.write_text(json.dumps(all_results, indent=2))
+    ok = all(not r.get("error") and all(s["result"] == "ok" for s in r["suites"]) for r in all_results)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
