@@ -99,9 +99,9 @@ from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from . import _fileops as fo
 from . import _kernel as k
+from . import _trio_compat as _compat
 from ._entry import manager as _manager
 from ._entry import raise_at_checkpoint as _raise_at_checkpoint
-from . import _trio_compat as _compat
 from ._manager import UringIOManager
 from ._pyerrors import fileio_refuses
 from ._support import UnsupportedError

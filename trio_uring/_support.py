@@ -28,9 +28,9 @@ import grp
 import os
 import platform
 import resource
-import time
 import struct
 import sys
+import time
 from collections.abc import Iterable
 from typing import Literal
 

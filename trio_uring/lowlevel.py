@@ -92,7 +92,6 @@ from ._fileops import (
     symlinkat,
     unlinkat,
 )
-from . import _trio_compat as _compat
 from ._manager import UringIOManager
 from ._pyerrors import socket_refuses
 from ._sockaddr import SOCKADDR_MAX, c_int, control_space, pack_sockaddr

@@ -49,9 +49,9 @@ from typing import Any
 
 import pytest
 
+from . import _pytest_faults
 from ._features import ENV as KERNEL_ENV
 from ._features import PROFILE_NAMES
-from . import _pytest_faults
 from ._install import install, is_installed, uninstall
 from ._manager import installation
 from ._support import UnsupportedError, check_support
