@@ -41,7 +41,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,  # a smoke run; a loaded machine must not fail it
         cwd=ROOT,
         check=False,
     )

@@ -437,9 +437,14 @@ def test_supervisor_killed_with_sigkill_leaves_no_worker(how: str) -> None:
 # ---- bad input ----------------------------------------------------------------------------------
 
 
-def _no_children() -> None:
+@pytest.fixture
+def no_new_children() -> Iterator[None]:
+    """The test body starts no process that outlives it (children this
+    pytest process already had, from earlier test modules, don't count)."""
+    before = _children(os.getpid())
+    yield
     assert multiprocessing.active_children() == []
-    assert _children(os.getpid()) == set()
+    assert _children(os.getpid()) - before == set()
 
 
 async def _noop(worker: trio_uring.workers.Worker) -> None:
@@ -472,10 +477,10 @@ async def _handler(stream: trio.SocketStream) -> None:
         ({"workers": 1, "port": "80"}, TypeError, "port must be an int, not '80'"),
     ],
 )
+@pytest.mark.usefixtures("no_new_children")
 def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=re.escape(message)):
         trio_uring.workers.run_workers(_noop, **kwargs)
-    _no_children()
 
 
 def test_cpu_outside_the_affinity_mask() -> None:
@@ -496,6 +501,7 @@ def test_cpu_outside_the_affinity_mask() -> None:
 
 
 @pytest.mark.parametrize("reuseport", [False, True], ids=["plain-listener", "reuseport-listener"])
+@pytest.mark.usefixtures("no_new_children")
 def test_port_in_use(reuseport: bool) -> None:
     """Whether the port's holder uses SO_REUSEPORT or not (a second copy of
     this very server does), EADDRINUSE before any process starts."""
@@ -508,18 +514,18 @@ def test_port_in_use(reuseport: bool) -> None:
         with pytest.raises(OSError, match=f"address already in use: 127.0.0.1:{port}") as info:
             trio_uring.workers.serve_tcp_workers(_handler, port, host="127.0.0.1", workers=2)
         assert info.value.errno == errno.EADDRINUSE
-    _no_children()
 
 
+@pytest.mark.usefixtures("no_new_children")
 def test_refused_inside_a_trio_run() -> None:
     async def main() -> None:
         with pytest.raises(RuntimeError, match=r"outside trio\.run"):
             trio_uring.workers.run_workers(_noop, workers=1)
 
     trio.run(main)
-    _no_children()
 
 
+@pytest.mark.usefixtures("no_new_children")
 def test_refused_outside_the_main_thread() -> None:
     errors: list[BaseException] = []
 
@@ -535,4 +541,3 @@ def test_refused_outside_the_main_thread() -> None:
     [error] = errors
     assert isinstance(error, RuntimeError)
     assert "must run in the main thread" in str(error)
-    _no_children()
