@@ -28,7 +28,9 @@ with *k*, the outcome, the operation, and the call site that submitted it.
 
 ``short_io=N``
     every receive and read returns at most N bytes, every send and write
-    accepts at most N bytes, exposing code that assumes whole transfers;
+    accepts at most N bytes, exposing code that assumes whole transfers
+    (only where the kernel itself may move less than asked: not a datagram
+    or seqpacket message, not a ``MSG_WAITALL`` receive);
 ``errno_at={k: errno}``
     operation *k* fails with that errno instead of being performed;
 ``errno_for={"RECV": (errno.ECONNRESET, 0.1)}``
@@ -39,6 +41,9 @@ While a fault plan is active, trio_uring sends every socket operation
 through the ring (no ``recv(2)``/``send(2)`` first, one ACCEPT per
 ``accept()``), so each is a request the plan can reach.  Everything is
 deterministic from ``seed`` and the body's own behaviour.
+
+For a whole pytest session: ``pytest --trio-uring --trio-uring-faults
+short_io=1`` (the spec's syntax: :mod:`trio_uring._faultspec`).
 
 In pytest::
 
