@@ -145,3 +145,10 @@ anyio-suite: $(STAMP)
 
 .PHONY: anyio-suite
 test: anyio-suite
+
+## make peer-faults: other projects' own test suites (trio-websocket, httpcore,
+## hypercorn; sdists from PyPI, venvs in ~/.cache/trio_uring_peers) under
+## --trio-uring-faults; not in CI (docs/testing.md, "What it found")
+.PHONY: peer-faults
+peer-faults: $(STAMP)
+	$(PY) peers/faults.py

@@ -5,11 +5,13 @@
     python peers/faults.py --list
 
 Each project's sdist comes from the package registry (``pip download
---no-binary :all:``) into ``.peers/`` (git-ignored), is unpacked there and
+--no-binary :all:``) into ``~/.cache/trio_uring_peers/`` (or
+``$TRIO_URING_PEERS``), is unpacked there and
 installed, with its test dependencies and this checkout of trio_uring, into a
 venv of its own.  Its suite then runs with ``pytest --trio-uring`` (the
-baseline) and once per fault mode (``--trio-uring-faults SPEC``).  A summary
-line per run, and the full output in ``.peers/logs/``.
+baseline), on trio's own backend ("stock"), and once per fault mode
+(``--trio-uring-faults SPEC``), each test limited to 120 s (pytest-timeout).
+A summary line per run, and the full output in ``logs/`` there.
 
 Not part of CI: these are other people's suites, downloaded.  ``make
 peer-faults`` runs this; docs/testing.md ("What it found") explains every
@@ -30,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WORK = Path(os.environ.get("TRIO_URING_PEERS", ROOT / ".peers"))
+#: venvs, sdists and logs: outside the repository (so that pytest, looking
+#: upwards for a configuration, never finds ours)
+WORK = Path(os.environ.get("TRIO_URING_PEERS", Path.home() / ".cache" / "trio_uring_peers"))
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,10 @@ class Project:
     args: tuple[str, ...] = ()
     extras: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    #: a pytest.ini to write, for a project whose sdist leaves its own out
+    ini: str = ""
+    #: fault modes for this project after the common ones
+    extra_modes: tuple[str, ...] = ()
 
     @property
     def dist(self) -> str:
@@ -59,6 +67,7 @@ PROJECTS = {
             "0.12.2",
             deps=("pytest", "pytest-trio", "trustme", "attrs"),
             tests=("tests",),
+            ini="[pytest]\ntrio_mode = true\n",  # its repository's pytest.ini, not in the sdist
         ),
         Project(
             "httpcore",
@@ -69,6 +78,8 @@ PROJECTS = {
             # the trio half of its anyio-parametrized tests, and the sync tests
             # (which run no trio) stay out: only trio runs meet the faults
             args=("-k", "trio or not anyio_backend", "-p", "no:asyncio"),
+            # only its 3 integration tests do real I/O (7 RECVs): 0.05 injects nothing
+            extra_modes=("errno=RECV:ECONNRESET:0.5,seed=1",),
         ),
         Project(
             "hypercorn",
@@ -109,7 +120,9 @@ def prepare(project: Project, python: str) -> tuple[Path, Path]:
     src = next(src_root.iterdir())
     sh(python, "-m", "venv", venv)
     sh(py, "-m", "pip", "install", "-q", "--upgrade", "pip")
-    sh(py, "-m", "pip", "install", "-q", f"{sdist}{project.extras}", *project.deps, "-e", ROOT)
+    sh(py, "-m", "pip", "install", "-q", f"{sdist}{project.extras}", *project.deps, "pytest-timeout", "-e", ROOT)
+    if project.ini:
+        (src / "pytest.ini").write_text(project.ini)
     stamp.touch()
     return src, py
 
@@ -121,7 +134,7 @@ def run(project: Project, mode: str, python: str, extra: list[str]) -> tuple[str
     src, py = prepare(project, python)
     logs = WORK / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    args = ["-m", "pytest", "-p", "no:cacheprovider", "-rfE", *project.args]
+    args = ["-m", "pytest", "-p", "no:cacheprovider", "-rfE", "--timeout=120", *project.args]
     if mode != "stock":  # stock: trio's own backend, to tell the suite's own failures apart
         args.append("--trio-uring")
     if mode not in ("none", "stock"):
@@ -139,7 +152,7 @@ def run(project: Project, mode: str, python: str, extra: list[str]) -> tuple[str
     summary = found[-1][0] if found else f"exit {proc.returncode}, no pytest summary"
     return (
         summary,
-        f"{time.monotonic() - start:.0f}s, {log.relative_to(WORK.parent) if WORK.is_relative_to(ROOT) else log}",
+        f"{time.monotonic() - start:.0f}s, {log}",
     )
 
 
@@ -164,7 +177,7 @@ def main() -> int:
         return 0
     results = []
     for project in projects:
-        for mode in modes:
+        for mode in modes if opts.mode else [*modes, *project.extra_modes]:
             summary, where = run(project, mode, opts.python, opts.pytest_args)
             line = f"{project.dist:24} {mode:55} {summary} ({where})"
             print(line, flush=True)

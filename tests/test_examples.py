@@ -19,6 +19,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("lowlevel_sockets.py", [], "cancelled while in flight: True"),
         ("cancel_storm.py", ["--connections", "4", "--seconds", "0.5"], "every byte checked"),
         ("framing.py", [], "runs, 0 failing"),
+        ("session_faults.py", [], "as expected: the naive reader fails once receives are short"),
         ("http_server.py", ["--selftest"], "selftest passed"),
         ("anyio_echo.py", ["--connections", "3", "--messages", "20"], "io_statistics.backend: io_uring"),
         ("anyio_echo.py", ["--how", "installed", "--messages", "20"], "io_statistics.backend: io_uring"),

@@ -28,7 +28,9 @@ with *k*, the outcome, the operation, and the call site that submitted it.
 
 ``short_io=N``
     every receive and read returns at most N bytes, every send and write
-    accepts at most N bytes, exposing code that assumes whole transfers;
+    accepts at most N bytes, exposing code that assumes whole transfers
+    (only where the kernel itself may move less than asked: not a datagram
+    or seqpacket message, not a ``MSG_WAITALL`` receive);
 ``errno_at={k: errno}``
     operation *k* fails with that errno instead of being performed;
 ``errno_for={"RECV": (errno.ECONNRESET, 0.1)}``
@@ -39,6 +41,9 @@ While a fault plan is active, trio_uring sends every socket operation
 through the ring (no ``recv(2)``/``send(2)`` first, one ACCEPT per
 ``accept()``), so each is a request the plan can reach.  Everything is
 deterministic from ``seed`` and the body's own behaviour.
+
+For a whole pytest session: ``pytest --trio-uring --trio-uring-faults
+short_io=1`` (the spec's syntax: :mod:`trio_uring._faultspec`).
 
 In pytest::
 
@@ -148,6 +153,11 @@ def _cancel_would_reach_current_task(scope: trio.CancelScope) -> bool:
     return False
 
 
+#: (st_dev, st_ino) of a socket -> whether it is a stream socket (a socket's
+#: type never changes, and its inode is its own until it is closed)
+_STREAM_SOCKETS: dict[tuple[int, int], bool] = {}
+
+
 def _kernel_may_shorten(fd: int, prep_name: str, args: tuple[int, ...]) -> bool:
     """Whether the kernel itself could move fewer bytes than asked here, so
     that short I/O invents nothing: on a stream socket, a pipe or a file.
@@ -161,16 +171,22 @@ def _kernel_may_shorten(fd: int, prep_name: str, args: tuple[int, ...]) -> bool:
         if flags & socket.MSG_WAITALL:
             return False
     try:
-        mode = os.fstat(fd).st_mode
+        st = os.fstat(fd)
     except OSError:
         return True  # the kernel reports the bad fd itself
-    if not stat.S_ISSOCK(mode):
+    if not stat.S_ISSOCK(st.st_mode):
         return True
-    sock = socket.socket(fileno=fd)
-    try:
-        return sock.type == socket.SOCK_STREAM
-    finally:
-        sock.detach()
+    key = (st.st_dev, st.st_ino)
+    stream = _STREAM_SOCKETS.get(key)
+    if stream is None:
+        sock = socket.socket(fileno=fd)
+        try:
+            stream = _STREAM_SOCKETS[key] = sock.type == socket.SOCK_STREAM
+        finally:
+            sock.detach()
+        if len(_STREAM_SOCKETS) > 4096:
+            _STREAM_SOCKETS.clear()
+    return stream
 
 
 def _opcode_of(prep: Callable[..., None]) -> str:
