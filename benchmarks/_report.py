@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from _stacks import stack_rows, stack_targets
+from _stacks import stack_notes, stack_rows, stack_targets
 
 STOCK, URING = "trio", "trio_uring"
 REFERENCES = ("asyncio", "uvloop", "uvloop-streams")
@@ -210,6 +210,7 @@ def render_notes(results: dict[str, Any]) -> str:
     files = cases.get("files", {})
     if files.get("status") == "ok" and files.get("output"):
         lines.append("files (benchmarks/bench_files.py):\n" + files["output"].rstrip())
+    lines += stack_notes(cases)
     anyio_files = cases.get("anyio_files", {})
     if anyio_files.get("status") == "ok":
         lines.append("anyio_files (benchmarks/bench_anyio_files.py):\n" + anyio_files["output"].rstrip())

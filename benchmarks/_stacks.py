@@ -68,10 +68,21 @@ def stacks_case(cfg: Config, env: Env) -> dict[str, Any]:
                     cpu0, t0 = server.cpu_seconds(), time.monotonic()
                     result = run_wrk(server.port, cfg.http_conns, cfg.http_seconds)
                     result["server_cpu"] = round((server.cpu_seconds() - cpu0) / (time.monotonic() - t0), 3)
+                    # requests per CPU-second of the server: on a machine where
+                    # the server does not get its whole CPU, steadier than the rate
+                    result["per_cpu_second"] = result["rate"] / result["server_cpu"] if result["server_cpu"] else 0.0
                     if result["non_2xx"] or result["socket_errors"]:
                         raise BenchError(f"{app} on {backend}: {result}")
                     samples[backend].append(result)
-        apps[app] = {"label": STACK_APPS[app], **summarize(samples, "rate")}
+        per_cpu = summarize(samples, "per_cpu_second")
+        apps[app] = {
+            "label": STACK_APPS[app],
+            **summarize(samples, "rate"),
+            "per_cpu_second": {
+                "medians": {b: v["median"] for b, v in per_cpu["backends"].items()},
+                "ratio": per_cpu["ratio"],
+            },
+        }
     return {
         "status": "ok",
         "unit": "requests/s",
@@ -141,6 +152,20 @@ def stack_targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def stack_notes(cases: dict[str, Any]) -> list[str]:
+    lines = []
+    for summary in cases.get("stacks", {}).get("apps", {}).values():
+        per_cpu = summary.get("per_cpu_second")
+        cpu = {b: [r["server_cpu"] for r in v["runs"]] for b, v in summary["backends"].items()}
+        if per_cpu and per_cpu["ratio"] is not None:
+            medians = per_cpu["medians"]
+            lines.append(
+                f"{summary['label']}: requests per server CPU-second {medians[STOCK]:,.0f} (stock) / "
+                f"{medians[URING]:,.0f} (trio_uring) = {per_cpu['ratio']:.2f}x; server CPU share per run {cpu}"
+            )
+    return lines
 
 
 def stack_rows(cases: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str]]:
