@@ -519,7 +519,9 @@ def test_missing_opcode() -> None:
     assert result["plain"]["type"] is None, result["plain"]
     if "NOP128" in result["plain"]["info"]["opcodes"]:
         pytest.skip("this kernel supports NOP128 (opcode 63)")
-    _assert_unsupported(result["nop128"], "missing-opcode", None, "NOP128", "does not support")
+    _assert_unsupported(
+        result["nop128"], "missing-opcode", None, "NOP128", "lacks the opcode NOP128; Linux 6.19 and newer have it"
+    )
 
     proc = _report("--require", "NOP128")
     assert proc.returncode == 1, proc
