@@ -35,6 +35,8 @@ from typing import Any
 
 import pytest
 
+from .helpers import auto_mode
+
 CHILD_TIMEOUT = 60.0
 
 #: uid/gid for children that must lack CAP_SYS_ADMIN and CAP_IPC_LOCK
@@ -488,12 +490,12 @@ with open_ring() as ring:
     # ... so open_ring settled for a smaller one, still in the fastest mode.
     assert result["sq"] <= DEFAULT_SQ
     assert result["cq"] < DEFAULT_CQ
-    assert result["mode"] == "defer"
+    assert result["mode"] == auto_mode()
 
 
 def test_memlock_small_limit_run() -> None:
     result = run_child(SMALL_MEMLOCK + "emit(run=try_run(tiny))\n")
-    assert result["run"] == {"type": None, "value": {"backend": "io_uring", "ring_mode": "defer", "data": "x"}}
+    assert result["run"] == {"type": None, "value": {"backend": "io_uring", "ring_mode": auto_mode(), "data": "x"}}
 
 
 def test_memlock_small_limit_runs_after_check_support() -> None:
@@ -541,7 +543,7 @@ def test_report_usable() -> None:
     assert proc.returncode == 0, proc
     lines = proc.stdout.splitlines()
     assert lines[-1] == "io_uring: usable"
-    assert any(line.split() == ["ring_mode:", "defer"] for line in lines), proc.stdout
+    assert any(line.split() == ["ring_mode:", auto_mode()] for line in lines), proc.stdout
     assert all(len(line) <= 88 for line in lines), proc.stdout
     words = proc.stdout.split()
     for name in ("RECV", "SEND", "ACCEPT", "POLL_ADD", "ASYNC_CANCEL"):
@@ -559,11 +561,14 @@ def test_report_usable() -> None:
     data = json.loads(proc_json.stdout)
     assert sorted(data) == sorted(_text_keys(proc.stdout))
     assert data["io_uring"] == "usable"
-    assert data["ring_mode"] == "defer"
+    assert data["ring_mode"] == auto_mode()
     assert data["kernel"] == os.uname().release
     assert {"RECV", "SEND", "ACCEPT"} <= set(data["opcodes"])
     assert {"NODROP", "EXT_ARG", "FAST_POLL"} <= set(data["features"])
-    assert "DEFER_TASKRUN" in data["setup_flags"]
+    mode_flag = {"defer": "DEFER_TASKRUN", "coop": "COOP_TASKRUN", "plain": "CQSIZE"}[auto_mode()]
+    assert mode_flag in data["setup_flags"]
+    assert data["kernel_profile"] == os.environ.get("TRIO_URING_KERNEL", "native")
+    assert isinstance(data["fallbacks"], list)
     assert (data["sq_entries"], data["cq_entries"]) == (DEFAULT_SQ, DEFAULT_CQ)
     for key, value in sysctls.items():
         assert data[key] == value
