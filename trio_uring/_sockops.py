@@ -115,6 +115,8 @@ def _fd_recv(fd: int) -> Callable[[int, int], bytes]:
     """``recv(2)`` on a bare fd, as the stdlib does it."""
 
     def recv_now(nbytes: int, flags: int) -> bytes:
+        if fd < 0:  # as recv(2) says (socket.socket would say ValueError)
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         sock = socket.socket(fileno=fd)
         try:
             return sock.recv(nbytes, flags)
