@@ -60,7 +60,7 @@ def main() -> int:
             env=env,
         )
         out = proc.stdout + proc.stderr
-        print(out[-2500:], flush=True)
+        print(out[-12000:], flush=True)
         m = re.search(r"FAIL: (\d+) test\(s\) pass on stock", out)
         regressions = m.group(1) if m else ("0" if proc.returncode == 0 else "run failed")
         allowed = len(re.findall(r"^allowed difference: ", out, re.MULTILINE))
