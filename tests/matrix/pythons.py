@@ -67,7 +67,7 @@ def main() -> int:
             ]
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             out = proc.stdout + proc.stderr
-            print("\n".join(out.splitlines()[-12:]), flush=True)
+            print("\n".join(proc.stdout.splitlines()[-15:]), flush=True)
             result = summary(out)
             ok = ok and proc.returncode == 0
         took, cpu = time.monotonic() - t0, cpu_minutes() - c0
