@@ -437,9 +437,10 @@ async def test_backend(anyio_backend, backend_in_fixture):
 def test_anyio_pytest_plugin_under_trio_uring_option(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_generated=ANYIO_PLUGIN_TESTS)
     with _sysctl_lock(shared=True):
-        result = pytester.runpytest_subprocess("--trio-uring", "-s", "-p", "no:cacheprovider", timeout=60)
+        # (the timeouts guard against a hang; a loaded machine took over 60 s)
+        result = pytester.runpytest_subprocess("--trio-uring", "-s", "-p", "no:cacheprovider", timeout=600)
         result.assert_outcomes(passed=2)
         result.stdout.fnmatch_lines(["*BACKEND io_uring CONNECT 1*", "trio_uring: 1 trio runs on io_uring, 0 on *"])
         # without the option, the trio-backend test runs on epoll and fails
-        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=600)
         result.assert_outcomes(passed=1, failed=1)
