@@ -91,14 +91,23 @@ def test_anyio_run_helper_is_this_call_only() -> None:
     # while installed, anyio's plain trio backend is on io_uring too
     with trio_uring.installed():
         assert anyio.run(backend, backend="trio") == "io_uring"
-    # backend_options reach trio.run
+    # backend_options reach trio.run as anyio's own run passes them (anyio
+    # 4.4.0's trio backend drops them; later ones pass them on): asked of anyio
     clock = trio.testing.MockClock(autojump_threshold=0)
 
-    async def sleep_an_hour() -> float:
-        await anyio.sleep(3600)
-        return anyio.current_time()
+    async def uses_clock() -> bool:
+        await anyio.lowlevel.checkpoint()
+        return trio.lowlevel.current_clock() is clock
 
-    assert trio_uring.anyio_run(sleep_an_hour, backend_options={"clock": clock}) == 3600
+    anyio_passes_options = anyio.run(uses_clock, backend="trio", backend_options={"clock": clock})
+    assert trio_uring.anyio_run(uses_clock, backend_options={"clock": clock}) == anyio_passes_options
+    if anyio_passes_options:
+
+        async def sleep_an_hour() -> float:
+            await anyio.sleep(3600)
+            return anyio.current_time()
+
+        assert trio_uring.anyio_run(sleep_an_hour, backend_options={"clock": clock}) == 3600
 
 
 def test_no_backend_name_of_its_own() -> None:
@@ -429,9 +438,10 @@ async def test_backend(anyio_backend, backend_in_fixture):
 def test_anyio_pytest_plugin_under_trio_uring_option(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_generated=ANYIO_PLUGIN_TESTS)
     with _sysctl_lock(shared=True):
-        result = pytester.runpytest_subprocess("--trio-uring", "-s", "-p", "no:cacheprovider", timeout=60)
+        # (the timeouts guard against a hang; a loaded machine took over 60 s)
+        result = pytester.runpytest_subprocess("--trio-uring", "-s", "-p", "no:cacheprovider", timeout=600)
         result.assert_outcomes(passed=2)
         result.stdout.fnmatch_lines(["*BACKEND io_uring CONNECT 1*", "trio_uring: 1 trio runs on io_uring, 0 on *"])
         # without the option, the trio-backend test runs on epoll and fails
-        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=600)
         result.assert_outcomes(passed=1, failed=1)

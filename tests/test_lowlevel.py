@@ -583,8 +583,17 @@ def test_bad_sizes_and_buffers(pair: tuple[socket.socket, socket.socket]) -> Non
             await ll.sleep(float("nan"))
         with pytest.raises(ValueError, match=r"\(host, port\)"):
             await ll.connect(socket.socket(), "not a tuple")
-        with pytest.raises(OverflowError):
-            await ll.connect(socket.socket(), ("127.0.0.1", 70000))
+        # addresses the stdlib cannot encode: its exception and words, asked of it
+        for family, address in [(socket.AF_INET, ("127.0.0.1", 70000)), (socket.AF_INET6, ("::1", 80, 1 << 21))]:
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                with pytest.raises(OverflowError) as stdlib:
+                    s.connect(address)
+                with pytest.raises(OverflowError, match=f"^{re.escape(str(stdlib.value))}$"):
+                    await ll.connect(s, address)
+                with pytest.raises(OverflowError) as stdlib:
+                    s.sendto(b"x", address)
+                with pytest.raises(OverflowError, match=f"^{re.escape(str(stdlib.value))}$"):
+                    await ll.sendto(s, b"x", address)
         # nothing was consumed or sent by any of that
         assert nothing_pending(a)
         assert nothing_pending(b)

@@ -50,7 +50,12 @@ def run_child(change):
 
 def child(change: str) -> dict[str, object]:
     """Run PRELUDE's run_child with ``change`` (a function body) in a fresh interpreter."""
-    code = PRELUDE + "\ndef change():\n    global trio\n" + textwrap.indent(textwrap.dedent(change), "    ") + "\nrun_child(change)\n"
+    code = (
+        PRELUDE
+        + "\ndef change():\n    global trio\n"
+        + textwrap.indent(textwrap.dedent(change), "    ")
+        + "\nrun_child(change)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     result: dict[str, object] = json.loads(proc.stdout.splitlines()[-1])

@@ -82,7 +82,7 @@ from . import _kernel as k
 from ._bufring import BufRing
 from ._ring import Cqe, Ring, RingMode
 from ._support import UnsupportedError, missing_opcodes, open_ring
-from ._trio_compat import STOCK_IO_MANAGER, WakeupSocketpair
+from ._trio_compat import GUEST_RUN_CODE, STOCK_IO_MANAGER, WakeupSocketpair
 
 if TYPE_CHECKING:
     from trio.lowlevel import RaiseCancelT
@@ -255,8 +255,7 @@ def _called_from_guest_run() -> bool:
     for _ in range(10):
         if frame is None:
             break
-        code = frame.f_code
-        if code.co_name == "start_guest_run" and code.co_filename.endswith(os.path.join("_core", "_run.py")):
+        if frame.f_code is GUEST_RUN_CODE:
             return True
         frame = frame.f_back  # type: ignore[assignment]
     return False

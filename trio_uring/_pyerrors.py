@@ -66,6 +66,25 @@ def _socket_call(method: str, *args: Any) -> object:
         return getattr(s, method)(*args)
 
 
+def _address_call(method: str, family: int, address: Any) -> object:
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.setblocking(False)
+        if method == "connect":
+            s.connect(address)
+            return None
+        if method == "sendto":
+            return s.sendto(b"", address)
+        return s.sendmsg([b""], [], 0, address)
+
+
+def address_refused(method: str, family: int, address: Any, fallback: Exception) -> Exception:
+    """What ``socket.<method>`` (connect, sendto, sendmsg) raises for an
+    AF_INET/AF_INET6 ``address`` it cannot encode (a port out of range, ...),
+    asked of a throwaway UDP socket: CPython checks the address before the
+    system call, so nothing is sent."""
+    return raised_by(_address_call, method, family, address, fallback=fallback)
+
+
 def socket_refuses(method: str, *args: Any) -> Exception:
     """What ``socket.socket.<method>(*args)`` raises (recv_into with a
     read-only buffer, recvmsg_into with one, ...)."""

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from . import _kernel as k
-from ._pyerrors import socket_refuses
+from ._pyerrors import address_refused, socket_refuses
 
 __all__ = [
     "IOVEC",
@@ -64,9 +64,10 @@ def _cmsg_align(n: int) -> int:
 # ---- sockaddrs ------------------------------------------------------------------------
 
 
-def pack_sockaddr(family: int, address: Any, buf: memoryview) -> int:
+def pack_sockaddr(family: int, address: Any, buf: memoryview, method: str = "connect") -> int:
     """Write a resolved ``address`` as a ``struct sockaddr_*`` into ``buf``;
-    return its length.  Raises what the stdlib raises for a bad address."""
+    return its length.  Raises what the stdlib's ``socket.<method>`` raises
+    for a bad address."""
     if family == socket.AF_UNIX:
         path = os.fsencode(address)
         abstract = path[:1] == b"\0"
@@ -76,12 +77,14 @@ def pack_sockaddr(family: int, address: Any, buf: memoryview) -> int:
         buf[_SUN_PATH_OFFSET : _SUN_PATH_OFFSET + len(path)] = path
         return _SUN_PATH_OFFSET + len(path)
     if not isinstance(address, tuple):
-        raise TypeError(f"address must be a tuple, not {type(address).__name__!r}")
+        raise address_refused(
+            method, family, address, TypeError(f"address must be a tuple, not {type(address).__name__!r}")
+        )
     host, port, *rest = address
     if not isinstance(port, int):
-        raise TypeError(f"port must be an int, not {type(port).__name__!r}")
+        raise address_refused(method, family, address, TypeError(f"port must be an int, not {type(port).__name__!r}"))
     if not 0 <= port <= 0xFFFF:
-        raise OverflowError("port must be 0-65535.")
+        raise address_refused(method, family, address, OverflowError("port must be 0-65535."))
     if family == socket.AF_INET:
         struct.pack_into("<H", buf, 0, socket.AF_INET)
         struct.pack_into(">H4s8x", buf, 2, port, socket.inet_pton(socket.AF_INET, host))
@@ -91,7 +94,7 @@ def pack_sockaddr(family: int, address: Any, buf: memoryview) -> int:
     flowinfo = int(rest[0]) if rest else 0
     scope_id = int(rest[1]) if len(rest) > 1 else 0
     if not 0 <= flowinfo <= 0xFFFFF:
-        raise OverflowError("flowinfo must be 0-1048575.")
+        raise address_refused(method, family, address, OverflowError("flowinfo must be 0-1048575."))
     struct.pack_into("<H", buf, 0, socket.AF_INET6)
     struct.pack_into(">HI16s", buf, 2, port, flowinfo, socket.inet_pton(socket.AF_INET6, host))
     struct.pack_into("<I", buf, 24, scope_id)

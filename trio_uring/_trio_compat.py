@@ -106,7 +106,8 @@ STOCK_IO_MANAGER: Final[Any] = _attr(_io_epoll, "EpollIOManager", _Stand_in)
 WakeupSocketpair: Final[Any] = _attr(_wakeup, "WakeupSocketpair", _Stand_in)
 _attr(run_module, "TheIOManager", None)
 _attr(run_module, "GLOBAL_RUN_CONTEXT", None)
-_attr(run_module, "start_guest_run", None)
+#: the code of trio's start_guest_run: guest mode is recognised by it on the stack
+GUEST_RUN_CODE: Final[Any] = getattr(_attr(run_module, "start_guest_run", None), "__code__", None)
 _uses(run_module, "setup_runner", "TheIOManager")
 _uses(socket_module, "from_stdlib_socket", "_SocketType")
 for _m in IO_MANAGER_METHODS:

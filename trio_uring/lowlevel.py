@@ -420,7 +420,7 @@ async def sendto(sock: FileDescriptorLike, data: Any, *args: Any) -> int:
         resolved = await _resolve(sock, fd, family, address)
         pin = k.Buffer(data, writable=False)
         flags = _msg_flags(flags)
-        pack_sockaddr(family, resolved, memoryview(bytearray(SOCKADDR_MAX)))
+        pack_sockaddr(family, resolved, memoryview(bytearray(SOCKADDR_MAX)), "sendto")
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     return await _sendmsg(m, fd, [pin], (), flags, family, resolved)
@@ -445,7 +445,7 @@ async def sendmsg(
         resolved = None if address is None else await _resolve(sock, fd, family, address)
         flags = _msg_flags(flags)
         if resolved is not None:
-            pack_sockaddr(family, resolved, memoryview(bytearray(SOCKADDR_MAX)))
+            pack_sockaddr(family, resolved, memoryview(bytearray(SOCKADDR_MAX)), "sendmsg")
         pins = [k.Buffer(b, writable=False) for b in buffers]
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
@@ -465,7 +465,7 @@ async def _sendmsg(
         items, control_len = control_space(ancdata)
         # the sockaddr is packed (and checked) before anything is submitted
         if address is not None:
-            pack_sockaddr(family, address, memoryview(bytearray(SOCKADDR_MAX)))
+            pack_sockaddr(family, address, memoryview(bytearray(SOCKADDR_MAX)), "sendmsg")
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
     return await _sockops.sendmsg(m, fd, pins, items, control_len, int(flags), family, address)

@@ -17,9 +17,9 @@ import glob
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
@@ -64,7 +64,9 @@ def find_python(minor: str) -> str | None:
 
 
 def full_version(exe: str) -> str:
-    out = subprocess.run([exe, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True)
+    out = subprocess.run(
+        [exe, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True
+    )
     return out.stdout.strip()
 
 
@@ -117,5 +119,8 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def main_python() -> str:
-    return sys.executable
+def cpu_minutes() -> float:
+    """CPU time (user + system) of the subprocesses waited for so far, in
+    minutes: on a shared machine a steadier measure of cost than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) / 60

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from common import PYTHONS, ROOT, find_python, full_version, table, venv
+from common import PYTHONS, ROOT, cpu_minutes, find_python, full_version, table, venv
 
 TYPED = ["examples", "tests/typing"]
 
@@ -52,23 +52,45 @@ def main() -> int:
         print(f"== Python {minor}: {exe}", flush=True)
         py = venv(f"py{minor}", exe, [])
         result = "-"
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), cpu_minutes()
         if not args.typing_only:
-            cmd = [str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", "--ignore=tests/conformance", *extra]
+            cmd = [
+                str(py),
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "tests",
+                "--ignore=tests/conformance",
+                *extra,
+            ]
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             out = proc.stdout + proc.stderr
-            print("\n".join(out.splitlines()[-12:]), flush=True)
+            print("\n".join(proc.stdout.splitlines()[-15:]), flush=True)
             result = summary(out)
             ok = ok and proc.returncode == 0
-        took = time.monotonic() - t0
+        took, cpu = time.monotonic() - t0, cpu_minutes() - c0
         cmd = [str(py), "-m", "mypy", "--strict", "--no-incremental", "--python-version", minor, *TYPED]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         typing = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr.strip()
         print(proc.stdout[-3000:], flush=True)
         ok = ok and proc.returncode == 0
-        rows.append([minor, full_version(exe), result, typing, f"{took:.0f} s"])
+        rows.append([minor, full_version(exe), result, typing, f"{took / 60:.1f} min", f"{cpu:.1f} min"])
     print()
-    print(table(["Python", "interpreter", "pytest tests", "mypy --strict examples tests/typing", "suite time"], rows))
+    print(
+        table(
+            [
+                "Python",
+                "interpreter",
+                "pytest tests",
+                "mypy --strict examples tests/typing",
+                "suite wall time",
+                "suite CPU time",
+            ],
+            rows,
+        )
+    )
     return 0 if ok else 1
 
 

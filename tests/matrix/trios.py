@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from common import PYTHONS, ROOT, find_python, full_version, table, venv
+from common import PYTHONS, ROOT, cpu_minutes, find_python, full_version, table, venv
 
 TRIOS = ("0.27.0", "0.28.0", "0.29.0", "0.30.0", "0.31.0", "0.32.0", "0.33.0", "0.34.0", "0.35.0")
 
@@ -46,7 +46,7 @@ def main() -> int:
     ok = True
     for version in args.trios.split(","):
         print(f"== trio {version} on Python {args.python} ({exe})", flush=True)
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), cpu_minutes()
         py = venv(f"trio-{version}-py{args.python}", exe, [f"trio=={version}"])
         got = subprocess.run([str(py), "-c", "import trio; print(trio.__version__)"], capture_output=True, text=True)
         if got.stdout.strip() != version:
@@ -60,7 +60,7 @@ def main() -> int:
             env=env,
         )
         out = proc.stdout + proc.stderr
-        print(out[-2500:], flush=True)
+        print(out[-12000:], flush=True)
         m = re.search(r"FAIL: (\d+) test\(s\) pass on stock", out)
         regressions = m.group(1) if m else ("0" if proc.returncode == 0 else "run failed")
         allowed = len(re.findall(r"^allowed difference: ", out, re.MULTILINE))
@@ -74,10 +74,20 @@ def main() -> int:
                 regressions,
                 str(allowed),
                 f"{(time.monotonic() - t0) / 60:.1f} min",
+                f"{cpu_minutes() - c0:.1f} min",
             ]
         )
     print()
-    header = ["trio", "Python", "stock passed", "trio_uring passed", "regressions", "allowed differences", "time"]
+    header = [
+        "trio",
+        "Python",
+        "stock passed",
+        "trio_uring passed",
+        "regressions",
+        "allowed differences",
+        "wall time",
+        "CPU time",
+    ]
     print(table(header, rows))
     return 0 if ok else 1
 
