@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 BENCH_STAMP := $(VENV)/.installed-bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DOCS_STAMP := $(VENV)/.installed-docs-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick test-arm64
+.PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,7 @@ bench-quick: $(BENCH_STAMP)
 ## make test-arm64: python -m trio_uring, our suite and trio's on Debian's arm64 kernel under
 ## qemu-system-aarch64 (full-system TCG; slow); the userland is cached in ~/.cache/trio_uring/arm64.
 ## ARM64_TESTS / ARM64_TRIO choose the suites (docs/kernel-support.md, "aarch64")
+.PHONY: test-arm64
 test-arm64:
 	.ci/arm64/run.sh
 
