@@ -99,6 +99,7 @@ bench-quick: $(BENCH_STAMP)
 ## make test-arm64: python -m trio_uring, our suite and trio's on Debian's arm64 kernel under
 ## qemu-system-aarch64 (full-system TCG; slow); the userland is cached in ~/.cache/trio_uring/arm64.
 ## ARM64_TESTS / ARM64_TRIO choose the suites (docs/kernel-support.md, "aarch64")
+.PHONY: test-arm64
 test-arm64:
 	.ci/arm64/run.sh
 ## make bench-latency: only the latency cases of make bench (docs/benchmarks.md, "Latency"):

@@ -174,7 +174,10 @@ def io_uring_enter(fd: int, to_submit: int, min_complete: int, flags: int, arg: 
 # argument of syscall(2), ``argsz``, goes on the stack, where a C int
 # leaves the upper half of the 8-byte slot undefined (the kernel then
 # answered EINVAL): it is a prebuilt size_t, and the pointer a prebuilt
-# c_void_p.
+# c_void_p.  On aarch64 (AAPCS64) all seven go in registers x0-x6; the upper
+# half of a register holding a C int is not specified there, but the
+# kernel's syscall wrappers truncate the u32 arguments themselves, and the
+# two 64-bit ones are the prebuilt objects above.
 _syscall = ctypes.CDLL(None, use_errno=True).syscall
 _syscall.restype = ctypes.c_long
 _ARGSZ_GETEVENTS: Final = ctypes.c_size_t(24)

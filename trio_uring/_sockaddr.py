@@ -4,8 +4,9 @@ data (``struct cmsghdr``), in the formats the stdlib's socket methods use.
 
 The kernel reads and writes these through pointers until an operation's
 final CQE, so they always live in a :class:`_kernel.Memory` that the
-operation keeps (uring-notes §5).  Layouts are x86_64's (the only machine
-trio_uring runs on, see ``_support.check_machine``).
+operation keeps (uring-notes §5).  Layouts are LP64 little-endian, x86_64's
+and aarch64's alike (``_support.check_machine`` refuses anything else;
+tests/test_arch.py compares them with the platform's C layout).
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 hostname arm64-vm
+# /etc/ld.so.cache, which libc-bin's trigger would have written: without it
+# ctypes.util.find_library finds nothing (trio names its threads through it)
+ldconfig
 ip link set lo up 2>/dev/null || true
 modprobe virtio-rng 2>/dev/null || true
 
