@@ -32,6 +32,7 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.resource_tracker
 import os
 import signal
 import threading
@@ -178,7 +179,18 @@ class Supervisor:
     def _start(self, slot: _Slot) -> None:
         spec = self.make_spec(slot.index, slot.cpu, slot.started)
         process = self.context.Process(target=worker_entry, args=(spec,), name=f"trio_uring-worker-{slot.index}")
-        process.start()
+        # The child inherits the signal mask (fork(2), execve(2)): a stop
+        # signal that reaches it before worker_entry has installed its
+        # handlers stays pending instead of killing it half-started.  The
+        # resource tracker must be running first: starting it unblocks
+        # SIGINT and SIGTERM (multiprocessing/resource_tracker.py).
+        if self.context.get_start_method() != "fork":
+            multiprocessing.resource_tracker.ensure_running()
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         slot.process, slot.start_at = process, None
         slot.started += 1
         where = "" if slot.cpu is None else f" on CPU {slot.cpu}"
