@@ -153,7 +153,9 @@ class Supervisor:
             self._kill_all(f"still running {self.grace_period + self.kill_margin:g} s after the stop")
 
     def _next_timeout(self, now: float) -> float | None:
-        times = [slot.start_at for slot in self.slots if slot.process is None and slot.start_at is not None]
+        times = (
+            [] if self.stopping else [s.start_at for s in self.slots if s.process is None and s.start_at is not None]
+        )
         if self.kill_at is not None:
             times.append(self.kill_at)
         return max(0.0, min(times) - now) if times else None
@@ -249,6 +251,8 @@ class Supervisor:
         if self.stopping:
             return
         self.stopping = True
+        for slot in self.slots:
+            slot.start_at = None  # restarts that were waiting for their back-off
         self.kill_at = time.monotonic() + self.grace_period + self.kill_margin
         logger.info("stopping: SIGTERM to every worker")
         for process in self._processes():
