@@ -153,3 +153,18 @@ test: anyio-suite
 .PHONY: peer-faults
 peer-faults: $(STAMP)
 	$(PY) peers/faults.py
+
+.PHONY: bench-workers bench-startup
+
+## make bench-workers: multi-process echo, 1 vs 2 workers, trio_uring vs stock trio
+## (trio_uring.workers; docs/benchmarks.md); add --workers 1,2,4,8 on a bigger machine
+bench-workers: $(BENCH_STAMP)
+	$(PY) benchmarks/bench_workers.py
+
+## make bench-startup: what the trio-uring run start-up hook costs python -c pass
+bench-startup: $(STAMP)
+	$(PY) benchmarks/startup.py
+
+# the start-up hook is copied into site-packages at install time (setup.py):
+# reinstall when it changes
+$(STAMP): setup.py trio_uring/_startup.py

@@ -31,13 +31,16 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -57,8 +60,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                # every worker says, once, which backend its trio run is on
-                print(f"asgi_backend: worker pid {os.getpid()} started on {backend()}", file=sys.stderr, flush=True)
+                # every worker says, once, which backend its trio run is on; one
+                # write, so that the workers' lines do not interleave on a shared
+                # unbuffered stderr (print writes the text and its newline apart)
+                sys.stderr.write(f"asgi_backend: worker pid {os.getpid()} started on {backend()}\n")
+                sys.stderr.flush()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
@@ -118,17 +124,13 @@ def selftest(workers: int, requests: int) -> None:
     proc = subprocess.Popen(
         argv, cwd=Path(__file__).parent.parent, start_new_session=True, stderr=subprocess.PIPE, text=True
     )
-    started: dict[int, str] = {}
     served: collections.Counter[tuple[int, str]] = collections.Counter()
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_collect, args=(proc.stderr, lines), daemon=True).start()
+    collected: list[str] = []
     try:
-        assert proc.stderr is not None
+        started = wait_started(lines, workers, collected)
         deadline = time.monotonic() + PATIENCE
-        while len(started) < workers:
-            line = proc.stderr.readline()
-            if not line or time.monotonic() > deadline:
-                raise AssertionError(f"only {len(started)} of {workers} workers started: {started}")
-            if found := re.search(r"worker pid (\d+) started on (\w+)", line):
-                started[int(found[1])] = found[2]
         while sum(served.values()) < requests:
             try:
                 info = get(port)
@@ -140,11 +142,12 @@ def selftest(workers: int, requests: int) -> None:
             served[info["pid"], info["backend"]] += 1
         children = set(_children(proc.pid))
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=PATIENCE)
+        proc.wait(timeout=PATIENCE)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    stderr = "".join(collected) + "".join(_drain(lines))
     for pid, where in sorted(started.items()):
         count = sum(n for (p, _), n in served.items() if p == pid)
         print(f"worker pid {pid}: started on {where}, served {count} of {requests} requests")
@@ -156,6 +159,36 @@ def selftest(workers: int, requests: int) -> None:
     if proc.returncode != 0 or "Traceback" in stderr:
         raise AssertionError(f"hypercorn did not stop cleanly ({proc.returncode}):\n{stderr}")
     print(f"selftest passed: {workers} hypercorn trio workers on io_uring")
+
+
+def _collect(stream: Any, into: queue.Queue[str]) -> None:
+    for line in stream:
+        into.put(line)
+
+
+def _drain(lines: queue.Queue[str]) -> list[str]:
+    drained = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            drained.append(lines.get(timeout=1.0))
+    return drained
+
+
+def wait_started(lines: queue.Queue[str], workers: int, collected: list[str]) -> dict[int, str]:
+    """The workers' start-up lines: {pid: backend}, within PATIENCE seconds."""
+    started: dict[int, str] = {}
+    deadline = time.monotonic() + PATIENCE
+    while len(started) < workers:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(
+                f"only {len(started)} of {workers} workers started: {started}\n" + "".join(collected)
+            ) from None
+        collected.append(line)
+        for found in re.finditer(r"worker pid (\d+) started on (\w+)", line):
+            started[int(found[1])] = found[2]
+    return started
 
 
 def _children(pid: int) -> list[int]:

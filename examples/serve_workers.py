@@ -54,7 +54,7 @@ def serve(port: int, workers: int, pin: bool, incoming_cpu: bool) -> None:
         workers=workers,
         cpus="auto" if pin or incoming_cpu else None,
         incoming_cpu=incoming_cpu,
-        grace_period=5.0,
+        grace_period=30.0,
     )
 
 

@@ -12,12 +12,13 @@ import collections
 import json
 import multiprocessing
 import os
-import re
+import queue
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,17 +33,11 @@ import asgi_backend  # noqa: E402 - the example's client and app
 
 
 def read_started(proc: subprocess.Popen[str], workers: int) -> dict[int, str]:
-    """The lifespan lines: {pid: backend} of each worker."""
-    assert proc.stderr is not None
-    started: dict[int, str] = {}
-    deadline = time.monotonic() + PATIENCE
-    while len(started) < workers:
-        line = proc.stderr.readline()
-        assert line, f"only {started} started"
-        assert time.monotonic() < deadline, f"only {started} started"
-        if found := re.search(r"worker pid (\d+) started on (\w+)", line):
-            started[int(found[1])] = found[2]
-    return started
+    """The lifespan lines: {pid: backend} of each worker (a thread reads
+    stderr, so a silent server fails the test at the deadline, never hangs it)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=asgi_backend._collect, args=(proc.stderr, lines), daemon=True).start()
+    return asgi_backend.wait_started(lines, workers, [])
 
 
 def get_many(port: int, count: int) -> collections.Counter[tuple[int, str]]:

@@ -104,7 +104,9 @@ def test_the_pth_file_is_installed() -> None:
     )
     # the module it imports is trio_uring/_startup.py
     source = Path(trio_uring.__file__).parent / "_startup.py"
-    assert (site_packages / "_trio_uring_startup.py").read_text() == source.read_text()
+    assert (site_packages / "_trio_uring_startup.py").read_text() == source.read_text(), (
+        "the installed copy of trio_uring/_startup.py is stale: reinstall (pip install -e . / make venv)"
+    )
 
 
 def test_hook_is_inert_without_trio() -> None:

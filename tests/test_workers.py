@@ -341,6 +341,19 @@ def test_run_workers_main_sees_stopping() -> None:
         assert sorted(x["index"] for x in stopped) == [0, 1]
 
 
+@pytest.mark.parametrize("start_method", ["spawn", "fork"])
+def test_stop_while_the_workers_are_starting(start_method: str) -> None:
+    """SIGTERM right after the workers were started, before their Python has
+    run any of our code: they stop gracefully all the same (a stop signal
+    that arrives that early stays pending until their handler is in place)."""
+    # grace_period: a worker still importing trio when the stop comes may take long on a loaded machine
+    with server("run", "wait", options(workers=2, start_method=start_method, grace_period=PATIENCE)) as srv:
+        srv.wait_line(r"worker 1 \(pid \d+\) started")
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.wait() == 0, srv.stderr()
+        assert sorted(json.loads(line)["index"] for line in srv.out) == [0, 1]
+
+
 def test_run_workers_returns_when_every_main_returned() -> None:
     with server("run", "return", options(workers=2)) as srv:
         assert srv.wait() == 0, srv.stderr()

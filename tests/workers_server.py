@@ -71,9 +71,16 @@ async def answer(request: str) -> bytes:
 # ---- run_workers mains
 
 
+def emit(obj: dict[str, object]) -> None:
+    """One JSON line in one write: the workers share standard output, and with
+    PYTHONUNBUFFERED print() writes the text and the newline apart."""
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
 async def report_and_return(worker: Worker) -> None:
     backend = trio.lowlevel.current_statistics().io_statistics.backend
-    print(json.dumps({"index": worker.index, "pid": worker.pid, "backend": backend}), flush=True)
+    emit({"index": worker.index, "pid": worker.pid, "backend": backend})
 
 
 async def always_fail(worker: Worker) -> None:
@@ -84,7 +91,7 @@ async def always_fail(worker: Worker) -> None:
 async def wait_for_stop(worker: Worker) -> None:
     log.info("worker %d (pid %d) listening", worker.index, os.getpid())
     await worker.stopping.wait()
-    print(json.dumps({"index": worker.index, "stopped": True}), flush=True)
+    emit({"index": worker.index, "stopped": True})
 
 
 async def stuck(worker: Worker) -> None:

@@ -32,6 +32,7 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.resource_tracker
 import os
 import signal
 import threading
@@ -152,7 +153,9 @@ class Supervisor:
             self._kill_all(f"still running {self.grace_period + self.kill_margin:g} s after the stop")
 
     def _next_timeout(self, now: float) -> float | None:
-        times = [slot.start_at for slot in self.slots if slot.process is None and slot.start_at is not None]
+        times = (
+            [] if self.stopping else [s.start_at for s in self.slots if s.process is None and s.start_at is not None]
+        )
         if self.kill_at is not None:
             times.append(self.kill_at)
         return max(0.0, min(times) - now) if times else None
@@ -178,7 +181,18 @@ class Supervisor:
     def _start(self, slot: _Slot) -> None:
         spec = self.make_spec(slot.index, slot.cpu, slot.started)
         process = self.context.Process(target=worker_entry, args=(spec,), name=f"trio_uring-worker-{slot.index}")
-        process.start()
+        # The child inherits the signal mask (fork(2), execve(2)): a stop
+        # signal that reaches it before worker_entry has installed its
+        # handlers stays pending instead of killing it half-started.  The
+        # resource tracker must be running first: starting it unblocks
+        # SIGINT and SIGTERM (multiprocessing/resource_tracker.py).
+        if self.context.get_start_method() != "fork":
+            multiprocessing.resource_tracker.ensure_running()
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         slot.process, slot.start_at = process, None
         slot.started += 1
         where = "" if slot.cpu is None else f" on CPU {slot.cpu}"
@@ -237,6 +251,8 @@ class Supervisor:
         if self.stopping:
             return
         self.stopping = True
+        for slot in self.slots:
+            slot.start_at = None  # restarts that were waiting for their back-off
         self.kill_at = time.monotonic() + self.grace_period + self.kill_margin
         logger.info("stopping: SIGTERM to every worker")
         for process in self._processes():

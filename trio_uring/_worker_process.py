@@ -4,7 +4,9 @@ The supervisor starts :func:`worker_entry` with multiprocessing.  Before any
 trio code runs, the worker:
 
 1. records SIGTERM and SIGINT instead of dying of them, so that a stop that
-   arrives while it is still starting up is a graceful stop too;
+   arrives while it is still starting up is a graceful stop too (the
+   supervisor starts it with both blocked, so even one that arrives before
+   Python runs this stays pending until the handler is in place);
 2. asks the kernel for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``,
    prctl(2)), and checks that the parent did not die before that (the
    multiprocessing parent sentinel: a pipe whose other end the parent holds);
@@ -151,6 +153,8 @@ def worker_entry(spec: WorkerSpec) -> None:
     signal.set_wakeup_fd(-1)  # forked: the supervisor's is not ours
     for signum in STOP_SIGNALS:
         signal.signal(signum, _record)
+    # blocked by the supervisor around our start: what came meanwhile is recorded now
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     sentinel = _parent_sentinel()
     _kernel.set_parent_death_signal(signal.SIGTERM)
     if _parent_gone(sentinel, 0):
