@@ -390,7 +390,11 @@ def main() -> int:
     started = time.monotonic()
     for kernel in kernels:
         all_results.append(run_kernel(vng, kernel, accel, args, pytest_args))
-    print()
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True).stdout
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(
+        f"\n{stamp}, commit {commit.strip() or '?'}, {accel.upper()}, pytest args: {' '.join(pytest_args) or 'tests'}\n"
+    )
     print(table(all_results))
     print(f"\n{len(kernels)} kernel(s) in {time.monotonic() - started:.0f} s under {accel.upper()}")
     if args.json:
