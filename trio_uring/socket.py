@@ -206,28 +206,16 @@ class _Acceptor:
         while self.ready:
             os.close(self.ready.popleft())
 
-    def abandon(self, sock: _stdlib_socket.socket) -> None:
+    def abandon(self) -> None:
         """The listener was garbage-collected without being closed.  The
-        stdlib socket's finalizer closes its fd, but the multishot ACCEPT
+        stdlib socket's finalizer closed its fd, but the multishot ACCEPT
         holds its own reference to the file: the socket would go on
         listening, and accepting, until the run ends.  End the request from
         the run loop -- a finalizer may run anywhere, even halfway through
-        an SQE being written -- and close what it accepted.
-
-        Ending the request is not enough to stop listening at once: the
-        kernel may drop the request's file reference later (Linux 6.1 still
-        accepted a connection after the request's last CQE).  So first, while
-        ``sock`` still holds its fd, shut it down: shutdown(2) of a listening
-        socket stops it listening at once (tcp_disconnect; a unix socket
-        refuses connections once shut down for reading)."""
+        an SQE being written -- and close what it accepted."""
         if self.closed:
             return
         self.closed = True  # from now on on_cqe closes what arrives
-        if sock.fileno() >= 0:
-            try:
-                sock.shutdown(_stdlib_socket.SHUT_RD)
-            except OSError:
-                pass  # not listening any more, or not a socket that can be shut down
         try:
             self.token.run_sync_soon(self._end)
         except trio.RunFinishedError:
@@ -302,9 +290,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         if acceptor is None or acceptor.m is not m:
             # First accept, or the first of a new run (queued fds carry over).
             acceptor = self._acceptor = _Acceptor(m, fd, acceptor.ready if acceptor else None)
-            # (the finalizer holds the stdlib socket until it runs, which is
-            # when this object is collected: abandon() shuts it down first)
-            weakref.finalize(self, acceptor.abandon, self._sock).atexit = False
+            weakref.finalize(self, acceptor.abandon)
         await checkpoint_if_cancelled()
         if acceptor.error is not None:
             exc, acceptor.error = acceptor.error, None
