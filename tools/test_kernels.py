@@ -359,6 +359,9 @@ def main() -> int:
     parser.add_argument("--memory", default="4G")
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per kernel before the VM is killed")
     parser.add_argument("--json", type=Path, help="also write every kernel's results here")
+    parser.add_argument(
+        "--collect", nargs="+", type=Path, metavar="JSON", help="only print the table of earlier runs' --json files"
+    )
     args, pytest_args = parser.parse_known_args()
     if pytest_args and pytest_args[0] == "--":
         pytest_args = pytest_args[1:]
@@ -368,6 +371,9 @@ def main() -> int:
         if args.suites == ",".join(ALL_SUITES):
             args.suites = "report,ours"
     args.suites = args.suites.split(",")
+    if args.collect:
+        print(table([r for path in args.collect for r in json.loads(path.read_text())]))
+        return 0
     if not (REPO / ".venv" / "bin" / "python").exists():
         raise SystemExit("no .venv: run `make venv` first (the guest runs the host's .venv)")
 
