@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 BENCH_STAMP := $(VENV)/.installed-bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DOCS_STAMP := $(VENV)/.installed-docs-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick test-kernels test-kernels-smoke
+.PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick test-profiles profiles-ci test-kernels test-kernels-smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,9 @@ demo: $(STAMP)
 	$(PY) -m trio_uring
 	$(PY) examples/echo.py
 
-## make test: lint, types, the docs (warning-free), our tests, and trio's own suite on io_uring vs stock
-test: $(STAMP) lint typecheck docs unit conformance test-kernels-smoke
+## make test: lint, types, the docs (warning-free), our tests, and trio's own suite on io_uring vs stock,
+## then the kernel profiles' CI set (profiles-ci, below) and the real-kernel VM smoke run (test-kernels-smoke)
+test: $(STAMP) lint typecheck docs unit conformance profiles-ci test-kernels-smoke
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests
@@ -46,6 +47,29 @@ stress: $(STAMP)
 
 conformance: $(STAMP)
 	$(PY) tests/conformance/run.py
+
+# Kernel profiles (docs/kernel-support.md): trio_uring as if on an older kernel.
+PROFILES ?= 5.15 5.19 6.1 6.8
+PROFILE_SMOKE := tests/test_kernel_features.py tests/test_ring.py tests/test_manager.py tests/test_socket.py \
+	tests/test_stream.py tests/test_lowlevel.py
+
+## make test-profiles: our whole suite and trio's own suite under each kernel profile (PROFILES=...)
+test-profiles: $(STAMP)
+	set -e; for p in $(PROFILES); do \
+		echo "== kernel profile $$p"; \
+		TRIO_URING_KERNEL=$$p $(PY) -m pytest -q tests; \
+		TRIO_URING_KERNEL=$$p $(PY) tests/conformance/run.py; \
+	done
+
+## make profiles-ci: what make test runs of the profiles: everything under 5.15 (the floor, where every
+## fallback is taken: our suite and trio's), and the socket/ring core under 5.19, 6.1 and 6.8
+profiles-ci: $(STAMP)
+	TRIO_URING_KERNEL=5.15 $(PY) -m pytest -q tests
+	TRIO_URING_KERNEL=5.15 $(PY) tests/conformance/run.py
+	set -e; for p in 5.19 6.1 6.8; do \
+		echo "== kernel profile $$p"; \
+		TRIO_URING_KERNEL=$$p $(PY) -m pytest -q $(PROFILE_SMOKE); \
+	done
 
 ## make test-kernels: Debian's real kernels (5.10, 6.1, 6.12) from its package registry,
 ## each booted under qemu with this machine's files shared, running python -m trio_uring,

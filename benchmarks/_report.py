@@ -179,6 +179,9 @@ def render_table(results: dict[str, Any], markdown: bool = False) -> str:
 def render_notes(results: dict[str, Any]) -> str:
     cases = results["cases"]
     lines: list[str] = []
+    profile = results.get("kernel_profile", "native")
+    if profile != "native":
+        lines.append(f"kernel profile: trio_uring ran as if on Linux {profile} (its fallbacks; --kernel)")
     for name, case in cases.items():
         if case.get("status") != "ok":
             lines.append(f"{name}: {case.get('status', '?').upper()}: {case.get('reason') or case.get('error')}")
@@ -277,7 +280,8 @@ def plot(results: dict[str, Any], path: Path) -> str:
     machine = results["machine"]
     fig.suptitle(
         f"trio_uring vs stock trio, {results['date'][:10]}, {machine['nproc']} CPUs, Linux {machine['kernel']}"
-        f"{' (quick: meaningless numbers)' if results['quick'] else ''}",
+        f"{' (quick: meaningless numbers)' if results['quick'] else ''}"
+        f"{'' if results.get('kernel_profile', 'native') == 'native' else ', profile ' + results['kernel_profile']}",
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

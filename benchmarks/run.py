@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--quick] [--rounds N] [--json PATH] [--plot PATH]
                              [--only CASE,...] [--loadgen auto|c|python]
+                             [--kernel 5.15|5.19|6.1|6.8|native]
     python benchmarks/run.py --report RESULTS.json [--plot PATH]
 
 Cases: echo (64-byte closed loop at 1, 64 and 512 connections), http (h11 on
@@ -9,6 +10,11 @@ each backend, driven by wrk), idle_memory (RSS per idle connection at 5,000),
 syscalls (per round trip at 64 connections, perf or strace), files
 (benchmarks/bench_files.py, when it exists), and loadgen_check (the same load
 generator against asyncio/uvloop servers, to show it is not the bottleneck).
+
+``--kernel 5.15`` runs every trio_uring server (and the file benchmark) as
+if on that kernel: it sets ``$TRIO_URING_KERNEL`` for them, so they take
+the fallbacks that kernel needs (docs/kernel-support.md, "Kernel profiles");
+the results go to ``latest-kernel-5.15.json`` unless ``--json`` says where.
 
 Each server runs in its own process pinned to one CPU, the load generator in
 another pinned to the other CPU; stock trio and trio_uring alternate within
@@ -44,6 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cases
 import _harness
 import _report
+
+from trio_uring._features import ENV as KERNEL_ENV
+from trio_uring._features import PROFILE_NAMES
 
 CASES: dict[str, Callable[[_cases.Config, _cases.Env], dict[str, Any]]] = {
     "echo": _cases.echo_case,
@@ -104,6 +113,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-plot", action="store_true", help="write no PNG")
     parser.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(ALL_CASES)}")
     parser.add_argument("--loadgen", choices=("auto", "c", "python"), default="auto", help="load generator")
+    parser.add_argument(
+        "--kernel",
+        choices=PROFILE_NAMES,
+        default=None,
+        help="run trio_uring as if on this kernel (sets $TRIO_URING_KERNEL; docs/kernel-support.md)",
+    )
     parser.add_argument("--report", type=Path, default=None, help="measure nothing: print the table of this JSON")
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
@@ -147,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = _cases.QUICK if args.quick else _cases.FULL
     if args.rounds is not None:
         cfg = dataclasses.replace(cfg, rounds=args.rounds)
-    json_path = args.json or _harness.RESULTS / ("quick.json" if args.quick else "latest.json")
+    json_name = "quick" if args.quick else "latest"
+    if args.kernel:
+        os.environ[KERNEL_ENV] = args.kernel  # inherited by every server and benchmark process
+        json_name += f"-kernel-{args.kernel}"
+    json_path = args.json or _harness.RESULTS / f"{json_name}.json"
     plot_path = None if args.no_plot else (args.plot or (None if args.quick else DEFAULT_PLOT))
     selected = set(args.only.split(",")) if args.only else set(ALL_CASES)
 
@@ -168,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", "benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
         "quick": cfg.quick,
+        "kernel_profile": os.environ.get(KERNEL_ENV, "native"),
         "loadavg_start": os.getloadavg(),
         "config": dataclasses.asdict(cfg),
         "machine": machine_info(),

@@ -22,10 +22,66 @@ import trio
 import trio.lowlevel
 
 import trio_uring
+from trio_uring._features import KernelFeatures
 from trio_uring._manager import UringIOManager
+from trio_uring._ring import Ring
 
 #: ``make stress`` sets this to scale the load and cancellation tests up.
 STRESS = int(os.environ.get("TRIO_URING_STRESS", "1"))
+
+
+# ---- the kernel (or kernel profile, $TRIO_URING_KERNEL) the tests run on ----
+
+_KERNEL: dict[str, tuple[KernelFeatures, str, tuple[str, ...]]] = {}
+
+
+def _kernel_facts() -> tuple[KernelFeatures, str, tuple[str, ...]]:
+    """The record, the auto mode and the modes available, asked of the
+    kernel (under the profile in force) once per profile."""
+    profile = os.environ.get("TRIO_URING_KERNEL", "native")
+    if profile not in _KERNEL:
+        with Ring(8, 16) as ring:
+            record, auto = ring.kernel, ring.mode
+        modes = []
+        for mode in ("defer", "coop", "plain"):
+            try:
+                Ring(8, 16, mode=mode).close()  # type: ignore[arg-type]
+            except OSError:
+                continue
+            modes.append(mode)
+        _KERNEL[profile] = (record, auto, tuple(modes))
+    return _KERNEL[profile]
+
+
+def kernel() -> KernelFeatures:
+    """What the rings of this test session can do (see trio_uring._features)."""
+    return _kernel_facts()[0]
+
+
+def auto_mode() -> str:
+    """The ring mode a run gets here ("defer" on 6.1+, "coop" on 5.19, "plain" before)."""
+    return _kernel_facts()[1]
+
+
+def needs_mode(mode: str) -> None:
+    """Skip, saying why, where the kernel (profile) has no such ring mode."""
+    if mode not in _kernel_facts()[2]:
+        pytest.skip(f"the {mode} ring mode needs setup flags kernel {kernel().profile} lacks")
+
+
+def needs(capability: str, what: str) -> None:
+    """Skip unless ``kernel().<capability>`` (a property, or an opcode name
+    in capitals); ``what`` names the feature and its release for the reason."""
+    record = kernel()
+    have = record.has_op(capability) if capability.isupper() else getattr(record, capability)
+    if not have:
+        pytest.skip(f"kernel profile {record.profile} ({record.release}) lacks {what}; its fallback is tested apart")
+
+
+def recv_wait_op() -> str:
+    """The opcode a receive that has to wait submits: a RECV into a
+    provided buffer (5.19+), or a POLL_ADD before it (the fallback)."""
+    return "RECV" if kernel().buf_ring else "POLL_ADD"
 
 
 def run(fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:

@@ -23,6 +23,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("anyio_echo.py", ["--connections", "3", "--messages", "20"], "io_statistics.backend: io_uring"),
         ("anyio_echo.py", ["--how", "installed", "--messages", "20"], "io_statistics.backend: io_uring"),
         ("anyio_echo.py", ["--how", "run", "--messages", "20"], "io_statistics.backend: io_uring"),
+        ("kernel_profiles.py", ["--messages", "20"], "the same bytes on every kernel profile"),
     ],
 )
 def test_example_runs(script: str, args: list[str], expect: str) -> None:

@@ -22,7 +22,7 @@ import trio.testing
 import trio_uring
 from trio_uring import lowlevel as ll
 
-from .helpers import drain, fd_count, fill, ipv6_available, nothing_pending, ops_submitted, run, tcp_pair
+from .helpers import drain, fd_count, fill, ipv6_available, kernel, nothing_pending, ops_submitted, run, tcp_pair
 
 # ---- normal paths ----------------------------------------------------------------------
 
@@ -52,7 +52,8 @@ def test_recv_send_recv_into(pair: tuple[socket.socket, socket.socket]) -> None:
         assert await ll.recv(b, 10) == b""
         stats = ops_submitted()
         assert stats["SEND"] == 3
-        assert stats["RECV"] == 6
+        # recv() without a provided-buffer ring (before 5.19): recv(2), after a readiness wait if needed
+        assert stats.get("RECV", 0) == (6 if kernel().buf_ring else 2)
         assert stats["SHUTDOWN"] == 1
 
     run(main)
@@ -495,8 +496,14 @@ def test_recv_that_won_the_race_is_delivered(pair: tuple[socket.socket, socket.s
         assert ops_submitted()["ASYNC_CANCEL"] >= 1
 
     run(main, instruments=[instrument])
-    assert got == [b"raced", "cancelled at next checkpoint"]
-    assert nothing_pending(b)
+    if kernel().buf_ring:
+        assert got == [b"raced", "cancelled at next checkpoint"]
+        assert nothing_pending(b)
+    else:
+        # Before 5.19 the receive waits with a readiness poll, which is
+        # abandoned at once when cancelled: Cancelled, the bytes still queued.
+        assert got == []
+        assert b.recv(100) == b"raced"
 
 
 def test_accept_that_won_the_race_is_delivered_not_leaked() -> None:

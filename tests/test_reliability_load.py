@@ -27,7 +27,7 @@ import trio.testing
 from trio_uring import _manager
 from trio_uring import lowlevel as ll
 
-from .helpers import STRESS, ServerChild, fd_count, nofile_at_least, run
+from .helpers import STRESS, ServerChild, fd_count, needs_mode, nofile_at_least, run
 
 #: concurrent connections, and seconds of traffic, for the echo load test
 CONNECTIONS = 200 if STRESS == 1 else 200 * STRESS
@@ -300,6 +300,7 @@ def test_burst_beyond_the_default_rings() -> None:
 @pytest.mark.parametrize("mode", ["defer", "coop", "plain"])
 def test_burst_beyond_a_tiny_ring(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run whose ring has 16 SQ and 32 CQ entries, in each ring mode."""
+    needs_mode(mode)
     original = _manager.open_ring
     monkeypatch.setattr(_manager, "open_ring", lambda *_args: original(mode, 16, 32))
     n = 400 * STRESS

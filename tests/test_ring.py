@@ -13,9 +13,12 @@ import pytest
 from trio_uring import _kernel as k
 from trio_uring._ring import Ring
 
+from .helpers import needs_mode
+
 
 @pytest.fixture(params=["defer", "coop", "plain"])
 def ring(request: pytest.FixtureRequest) -> Iterator[Ring]:
+    needs_mode(request.param)
     with Ring(8, 16, mode=request.param) as r:
         yield r
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-import trio_uring
+from .helpers import auto_mode
 
 CHILD_TIMEOUT = 60.0
 
@@ -476,12 +476,6 @@ def memlock_charges_rings() -> bool:
     return result["errno"] == errno.ENOMEM
 
 
-def native_ring_mode() -> object:
-    """The ring mode this kernel gives without any limit (what a ring under a
-    limit that fits must still get)."""
-    return trio_uring.check_support()["mode"]
-
-
 def test_memlock_zero() -> None:
     result = run_child(
         f"""
@@ -530,14 +524,14 @@ with open_ring() as ring:
         # not charged: the default ring fits, and open_ring does not shrink it
         assert result["default"] is None
         assert (result["sq"], result["cq"]) == (DEFAULT_SQ, DEFAULT_CQ)
-    assert result["mode"] == native_ring_mode()
+    assert result["mode"] == auto_mode()
 
 
 def test_memlock_small_limit_run() -> None:
     result = run_child(SMALL_MEMLOCK + "emit(run=try_run(tiny))\n")
     assert result["run"] == {
         "type": None,
-        "value": {"backend": "io_uring", "ring_mode": native_ring_mode(), "data": "x"},
+        "value": {"backend": "io_uring", "ring_mode": auto_mode(), "data": "x"},
     }
 
 
@@ -564,7 +558,9 @@ def test_missing_opcode() -> None:
     assert result["plain"]["type"] is None, result["plain"]
     if "NOP128" in result["plain"]["info"]["opcodes"]:
         pytest.skip("this kernel supports NOP128 (opcode 63)")
-    _assert_unsupported(result["nop128"], "missing-opcode", None, "NOP128", "does not support")
+    _assert_unsupported(
+        result["nop128"], "missing-opcode", None, "NOP128", "lacks the opcode NOP128; Linux 6.19 and newer have it"
+    )
 
     proc = _report("--require", "NOP128")
     assert proc.returncode == 1, proc
@@ -584,7 +580,7 @@ def test_report_usable() -> None:
     assert proc.returncode == 0, proc
     lines = proc.stdout.splitlines()
     assert lines[-1] == "io_uring: usable"
-    assert any(line.split() == ["ring_mode:", "defer"] for line in lines), proc.stdout
+    assert any(line.split() == ["ring_mode:", auto_mode()] for line in lines), proc.stdout
     assert all(len(line) <= 88 for line in lines), proc.stdout
     words = proc.stdout.split()
     for name in ("RECV", "SEND", "ACCEPT", "POLL_ADD", "ASYNC_CANCEL"):
@@ -602,11 +598,14 @@ def test_report_usable() -> None:
     data = json.loads(proc_json.stdout)
     assert sorted(data) == sorted(_text_keys(proc.stdout))
     assert data["io_uring"] == "usable"
-    assert data["ring_mode"] == "defer"
+    assert data["ring_mode"] == auto_mode()
     assert data["kernel"] == os.uname().release
     assert {"RECV", "SEND", "ACCEPT"} <= set(data["opcodes"])
     assert {"NODROP", "EXT_ARG", "FAST_POLL"} <= set(data["features"])
-    assert "DEFER_TASKRUN" in data["setup_flags"]
+    mode_flag = {"defer": "DEFER_TASKRUN", "coop": "COOP_TASKRUN", "plain": "CQSIZE"}[auto_mode()]
+    assert mode_flag in data["setup_flags"]
+    assert data["kernel_profile"] == os.environ.get("TRIO_URING_KERNEL", "native")
+    assert isinstance(data["fallbacks"], list)
     assert (data["sq_entries"], data["cq_entries"]) == (DEFAULT_SQ, DEFAULT_CQ)
     for key, value in sysctls.items():
         assert data[key] == value

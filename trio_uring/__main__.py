@@ -95,6 +95,8 @@ def report(required_opcodes: Sequence[str] = ()) -> dict[str, Value]:
     data["cq_entries"] = _as_int(info["cq_entries"])
     data["features"] = [str(x) for x in _as_list(info["features"])]
     data["opcodes"] = [str(x) for x in _as_list(info["opcodes"])]
+    data["kernel_profile"] = str(info["kernel_profile"])
+    data["fallbacks"] = [str(x) for x in _as_list(info["fallbacks"])]
     return data
 
 
@@ -109,6 +111,8 @@ def _as_int(value: object) -> int:
 def _format_value(key: str, value: Value) -> str:
     if value is None:
         return "-"
+    if key == "fallbacks" and isinstance(value, list):
+        return "; ".join(value) if value else "none (every feature trio_uring uses is there)"
     if isinstance(value, list):
         return f"({len(value)}) " + " ".join(value)
     if isinstance(value, dict):

@@ -101,9 +101,10 @@ from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from . import _fileops as fo
 from . import _kernel as k
+from ._entry import manager as _manager
+from ._entry import raise_at_checkpoint as _raise_at_checkpoint
 from ._manager import UringIOManager
 from ._support import UnsupportedError
-from .lowlevel import _manager, _raise_at_checkpoint
 
 if TYPE_CHECKING:
     from io import BufferedRandom, BufferedReader, BufferedWriter, FileIO, TextIOWrapper
@@ -670,7 +671,7 @@ class _Raw(io.RawIOBase):
                     self._queue[0] = ("w", arg + n if arg >= 0 else arg, data[n:])
                     continue
             elif kind == "t":
-                if m.ring.supports("FTRUNCATE"):
+                if m.kernel.has_op("FTRUNCATE"):
                     await fo.truncate_fd(m, self._fd, arg)
                 else:  # before Linux 6.9: a metadata update, done in place
                     os.ftruncate(self._fd, arg)

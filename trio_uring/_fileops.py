@@ -47,9 +47,13 @@ from typing import Any, Final
 import trio
 
 from . import _kernel as k
+from ._entry import BAD_INPUT as _BAD_INPUT
+from ._entry import FileDescriptorLike, run_manager
+from ._entry import fileno as _fileno
+from ._entry import manager as _manager
+from ._entry import raise_at_checkpoint as _raise_at_checkpoint
 from ._manager import UringIOManager
 from ._sockaddr import IOVEC
-from .lowlevel import _BAD_INPUT, FileDescriptorLike, _fileno, _manager, _raise_at_checkpoint
 
 __all__ = [
     "fallocate",
@@ -411,14 +415,21 @@ async def fallocate(fd: FileDescriptorLike, mode: int, offset: int, length: int)
 
 
 async def ftruncate(fd: FileDescriptorLike, length: int) -> None:
-    """``os.ftruncate(fd, length)`` as one IORING_OP_FTRUNCATE (Linux 6.9)."""
-    m = _manager("FTRUNCATE")
+    """``os.ftruncate(fd, length)`` as one IORING_OP_FTRUNCATE (Linux 6.9).
+    Where the kernel lacks that opcode, ftruncate(2) itself runs in a worker
+    thread (``trio.to_thread.run_sync``): the same result and errors as
+    ``os.ftruncate``, and the same cancellation rule (once started, it
+    finishes, and ``Cancelled`` comes at the next checkpoint)."""
+    m = run_manager()
     try:
         fileno = _fileno(fd)
         length = _offset(length)
     except _BAD_INPUT as exc:
         await _raise_at_checkpoint(exc)
-    await truncate_fd(m, fileno, length)
+    if m.kernel.has_op("FTRUNCATE"):
+        await truncate_fd(m, fileno, length)
+    else:
+        await trio.to_thread.run_sync(os.ftruncate, fileno, length)
 
 
 # ---- the namespace ------------------------------------------------------------------

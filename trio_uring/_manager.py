@@ -58,7 +58,6 @@ from __future__ import annotations
 import copy
 import errno
 import os
-import resource
 import struct
 import sys
 import threading
@@ -83,8 +82,8 @@ from trio.lowlevel import (
 
 from . import _kernel as k
 from ._bufring import BufRing
-from ._ring import REQUIRED_OPCODES, Cqe, Ring, RingMode
-from ._support import MEMLOCK_RETRY_SECONDS, UnsupportedError, explain_error, missing_opcodes
+from ._ring import Cqe, Ring, RingMode
+from ._support import UnsupportedError, missing_opcodes, open_ring
 
 if TYPE_CHECKING:
     from trio.lowlevel import RaiseCancelT
@@ -233,50 +232,6 @@ def _called_from_guest_run() -> bool:
     return False
 
 
-def open_ring(mode: RingMode | Literal["auto"] = "auto", sq_entries: int = 256, cq_entries: int = 4096) -> Ring:
-    """Create a ring, shrinking it if the locked-memory limit is tight, and
-    check it can run trio; raise :class:`UnsupportedError` naming the cause."""
-    deadline = time.monotonic() + MEMLOCK_RETRY_SECONDS
-    delay = 0.002
-    while True:
-        try:
-            ring = _open_ring_sized(mode, sq_entries, cq_entries)
-            break
-        except OSError as exc:
-            # RLIMIT_MEMLOCK is charged for the rings (5.1-5.11, 6.14+), and
-            # a ring closed just before (check_support's, the previous run's)
-            # is uncharged only some milliseconds later.
-            soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
-            if exc.errno != errno.ENOMEM or soft == 0 or time.monotonic() >= deadline:
-                raise explain_error(exc) from exc
-            time.sleep(delay)
-            delay = min(2 * delay, 0.05)
-    missing = missing_opcodes(ring.probe(), REQUIRED_OPCODES)
-    if missing:
-        ring.close()
-        raise UnsupportedError(
-            "missing-opcode",
-            f"this kernel's io_uring lacks the opcode(s) {', '.join(missing)}",
-            "upgrade to Linux 5.19 or newer",
-        )
-    return ring
-
-
-def _open_ring_sized(mode: RingMode | Literal["auto"], sq_entries: int, cq_entries: int) -> Ring:
-    """The largest ring of a few sizes that the locked-memory limit allows."""
-    sizes = [(sq_entries, cq_entries), (sq_entries, 2 * sq_entries), (64, 128), (16, 32)]
-    for sq, cq in sizes[:-1]:
-        if sq > sq_entries:
-            continue
-        try:
-            return Ring(sq, max(cq, sq), mode=mode)
-        except OSError as exc:
-            if exc.errno != errno.ENOMEM:
-                raise
-    sq, cq = sizes[-1]
-    return Ring(min(sq, sq_entries), max(cq, min(sq, sq_entries)), mode=mode)
-
-
 class UringIOManager:
     """trio's IO manager on io_uring.  trio constructs it through
     ``trio._core._run.TheIOManager`` once trio_uring is installed."""
@@ -308,6 +263,9 @@ class UringIOManager:
         if mode is None:
             mode = "plain" if self._guest else "auto"
         self._ring = open_ring(mode)
+        #: what the kernel can do (the ring's record; see _features.py)
+        self.kernel = self._ring.kernel
+        self._cancel_sqe_flags = _SKIP if self.kernel.cqe_skip else 0
         self._owner = threading.get_ident()
         self._ops: dict[int, Operation] = {}
         self._fds: dict[int, _FdState] = {}
@@ -327,7 +285,7 @@ class UringIOManager:
         #: first), so that each is an io_uring request (trio_uring.testing)
         self.force_ring = self.fault is not None
         #: the ring has every opcode trio_uring's sockets submit
-        self.socket_ops = not missing_opcodes(self._ring.probe(), SOCKET_OPCODES)
+        self.socket_ops = not missing_opcodes(self.kernel.opcodes, SOCKET_OPCODES)
 
     # ---- helpers --------------------------------------------------------------
 
@@ -377,8 +335,9 @@ class UringIOManager:
     def _cancel(self, user_data: int) -> None:
         """Queue ASYNC_CANCEL for ``user_data``.  Only a failure posts a CQE
         (-ENOENT: it already completed; -EALREADY: it is running in io-wq and
-        will complete by itself), and it carries user_data 0, which we drop."""
-        self._ring.prep_cancel(_NO_REPLY, user_data, sqe_flags=_SKIP)
+        will complete by itself), and it carries user_data 0, which we drop.
+        (Before 5.17, without CQE_SKIP_SUCCESS, success posts one too.)"""
+        self._ring.prep_cancel(_NO_REPLY, user_data, sqe_flags=self._cancel_sqe_flags)
 
     # ---- the protocol ---------------------------------------------------------
 
@@ -698,10 +657,18 @@ class UringIOManager:
             ring.close()
             self._wakeup.close()
 
+    def _cancel_everything(self, ring: Ring, wakeup_live: bool) -> None:
+        if self.kernel.cancel_any:
+            # CANCEL_ANY|ALL matches every request on the ring, the wakeup
+            # poll included.  Its CQE (user_data 0, the count) is dropped.
+            ring.prep_cancel(_NO_REPLY, 0, k.IORING_ASYNC_CANCEL_ANY | k.IORING_ASYNC_CANCEL_ALL)
+            return
+        # Before 5.19: one ASYNC_CANCEL per request (user_data 0 CQEs, dropped).
+        for user_data in [*self._ops, _WAKEUP] if wakeup_live else list(self._ops):
+            ring.prep_cancel(_NO_REPLY, user_data)
+
     def _drain(self, ring: Ring) -> None:
-        # CANCEL_ANY|ALL matches every request on the ring, the wakeup poll
-        # included.  Its own CQE (user_data 0, the count cancelled) is dropped.
-        ring.prep_cancel(_NO_REPLY, 0, k.IORING_ASYNC_CANCEL_ANY | k.IORING_ASYNC_CANCEL_ALL)
+        self._cancel_everything(ring, True)
         deadline = time.monotonic() + _CLOSE_DRAIN_SECONDS
         wakeup_live = True
         while True:
@@ -723,7 +690,7 @@ class UringIOManager:
             if self._ops or wakeup_live:
                 # a request that slipped in after the first cancel, or one
                 # running in io-wq (-EALREADY) that is still finishing
-                ring.prep_cancel(_NO_REPLY, 0, k.IORING_ASYNC_CANCEL_ANY | k.IORING_ASYNC_CANCEL_ALL)
+                self._cancel_everything(ring, wakeup_live)
 
 
 class _PollMarker:

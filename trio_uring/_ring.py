@@ -42,7 +42,9 @@ import os
 from collections.abc import Iterable
 from typing import Final, Literal
 
+from . import _features
 from . import _kernel as k
+from ._features import KernelFeatures, Profile
 
 __all__ = ["Cqe", "Ring", "RingMode"]
 
@@ -59,25 +61,16 @@ _AUTO_MODES: Final = ("defer", "coop", "plain")
 # Nice to have; dropped (in this order) when the kernel answers EINVAL.
 _OPTIONAL_FLAGS: Final = (k.IORING_SETUP_NO_SQARRAY, k.IORING_SETUP_SUBMIT_ALL)
 
-#: Features trio_uring cannot work without.
+#: Features trio_uring cannot work without (the floor: _features.REQUIRED_FEATURES).
 REQUIRED_FEATURES: Final = (
-    k.IORING_FEAT_NODROP
-    | k.IORING_FEAT_SUBMIT_STABLE
-    | k.IORING_FEAT_FAST_POLL
-    | k.IORING_FEAT_EXT_ARG
-    # fire-and-forget ASYNC_CANCELs are sent with IOSQE_CQE_SKIP_SUCCESS (5.17)
-    | k.IORING_FEAT_CQE_SKIP
+    k.IORING_FEAT_NODROP | k.IORING_FEAT_SUBMIT_STABLE | k.IORING_FEAT_FAST_POLL | k.IORING_FEAT_EXT_ARG
 )
 #: Opcodes the IO manager itself needs.
-REQUIRED_OPCODES: Final = ("NOP", "POLL_ADD", "ASYNC_CANCEL", "READ", "WRITE", "TIMEOUT")
+REQUIRED_OPCODES: Final = _features.MANAGER_OPCODES
 
 _GETEVENTS_EXT: Final = k.IORING_ENTER_GETEVENTS | k.IORING_ENTER_EXT_ARG
 _TASKRUN_OR_OVERFLOW: Final = k.IORING_SQ_TASKRUN | k.IORING_SQ_CQ_OVERFLOW
 _AGAIN: Final = (errno.EAGAIN, errno.EBUSY)
-
-
-def _features_missing(features: int, required: int) -> list[str]:
-    return [name for bit, name in enumerate(k.FEATURE_NAMES) if required & (1 << bit) and not features & (1 << bit)]
 
 
 class Ring:
@@ -94,18 +87,34 @@ class Ring:
         *,
         mode: RingMode | Literal["auto"] = "auto",
         required_features: int = REQUIRED_FEATURES,
+        profile: Profile | Literal["env"] | None = "env",
     ) -> None:
         if sq_entries < 1 or cq_entries < sq_entries:
             raise ValueError("need 1 <= sq_entries <= cq_entries")
         self.fd = -1
         self._maps: list[tuple[int, int]] = []
         self.closed = False
+        if profile == "env":
+            profile = _features.current_profile()
         modes = _AUTO_MODES if mode == "auto" else (mode,)
-        self._setup(sq_entries, cq_entries, modes)
+        self._setup(sq_entries, cq_entries, modes, profile)
         try:
-            missing = _features_missing(self.features, required_features)
-            if missing:
-                raise OSError(errno.EOPNOTSUPP, f"io_uring lacks required features: {', '.join(missing)}")
+            #: what this kernel can do, decided once (see _features.py)
+            self.kernel: KernelFeatures = KernelFeatures.build(
+                self.setup_flags, self._refused, self.params.features, self._probe_kernel(), profile
+            )
+            self.features: int = self.kernel.features
+            pieces = self.kernel.missing() or [
+                f"the feature {name}"
+                for bit, name in enumerate(k.FEATURE_NAMES)
+                if required_features & ~self.features & (1 << bit)
+            ]
+            if pieces:
+                raise OSError(
+                    errno.EOPNOTSUPP,
+                    f"kernel {self.kernel.release} lacks what trio_uring needs (Linux {_features.FLOOR} or newer): "
+                    + ", ".join(pieces),
+                )
             self._map_rings()
         except BaseException:
             self.close()
@@ -113,14 +122,23 @@ class Ring:
         #: submissions per opcode number, for statistics
         self.op_counts = [0] * 256
         self._backlog: list[Cqe] = []
-        self._probe: frozenset[int] | None = None
+        self._submit_all = self.kernel.submit_all
 
     # ---- setup ------------------------------------------------------------
 
-    def _setup(self, sq_entries: int, cq_entries: int, modes: Iterable[str]) -> None:
+    def _setup(self, sq_entries: int, cq_entries: int, modes: Iterable[str], profile: Profile | None) -> None:
         last: OSError | None = None
+        # Flags the profile's kernel does not know are refused without asking,
+        # as that kernel would refuse them (EINVAL).
+        unknown = 0 if profile is None else ~profile.setup_flags
+        self._refused = 0
         for mode in modes:
-            optional = list(_OPTIONAL_FLAGS)
+            if _MODE_FLAGS[mode] & unknown:
+                self._refused |= _MODE_FLAGS[mode] & unknown
+                last = OSError(errno.EINVAL, f"the {mode} ring mode needs setup flags the kernel profile lacks")
+                continue
+            optional = [f for f in _OPTIONAL_FLAGS if not f & unknown]
+            self._refused |= sum(f for f in _OPTIONAL_FLAGS if f & unknown)
             while True:
                 flags = k.IORING_SETUP_CQSIZE | _MODE_FLAGS[mode]
                 for f in optional:
@@ -135,14 +153,15 @@ class Ring:
                     if exc.errno != errno.EINVAL:
                         raise
                     last = exc
+                    self._refused |= flags & ~k.IORING_SETUP_CQSIZE
                     if optional:
                         optional.pop(0)
                         continue
                     break
                 self.mode: RingMode = mode  # type: ignore[assignment]
                 self.setup_flags: int = flags
+                self._refused &= ~flags
                 self.params = params
-                self.features: int = params.features
                 return
         assert last is not None
         raise last
@@ -285,7 +304,28 @@ class Ring:
         to_submit = self._publish()
         if not to_submit:
             return 0
-        return self._enter(to_submit, 0, 0)
+        n = self._enter(to_submit, 0, 0)
+        if n < to_submit and not self._submit_all:
+            self._submit_rest()
+        return n
+
+    def _submit_rest(self) -> None:
+        """Without ``IORING_SETUP_SUBMIT_ALL`` (before 5.18) the kernel stops a
+        batch at an SQE that fails to submit (posting its CQE) and returns
+        without waiting; the SQEs after it stay queued.  Submit them too, so
+        that everything queued is in the kernel when we return (a
+        cancellation queued before a close(), above all)."""
+        while True:
+            left = self.pending
+            if not left:
+                return
+            try:
+                if not self._enter(left, 0, 0):
+                    return
+            except OSError as exc:
+                if exc.errno in _AGAIN or exc.errno == errno.EINTR:
+                    return
+                raise
 
     def submit_and_wait(self, timeout: float | None, wait_nr: int = 1, *, submit: bool = True) -> int:
         """Submit what is queued and wait for ``wait_nr`` CQEs or ``timeout``.
@@ -307,7 +347,7 @@ class Ring:
             k.TIMESPEC.pack_into(self._ts.view, 0, sec, int((timeout - sec) * 1e9))
             arg = self._p_arg
         try:
-            return k.enter(self.fd, to_submit, wait_nr, _GETEVENTS_EXT, arg)
+            n = k.enter(self.fd, to_submit, wait_nr, _GETEVENTS_EXT, arg)
         except OSError as exc:
             # ETIME: timed out with nothing submitted.  EINTR: a signal; the
             # handler runs as soon as we return.  EBUSY/EAGAIN: the CQ needs
@@ -315,6 +355,9 @@ class Ring:
             if exc.errno in (errno.ETIME, errno.EINTR, errno.EAGAIN, errno.EBUSY):
                 return 0
             raise
+        if n < to_submit and not self._submit_all:
+            self._submit_rest()
+        return n
 
     def get_events_now(self) -> None:
         """Run pending completion work (DEFER/COOP task-run) without waiting."""
@@ -377,23 +420,25 @@ class Ring:
 
     # ---- probing ------------------------------------------------------------------
 
+    def _probe_kernel(self) -> frozenset[int]:
+        """The opcodes this kernel supports (IORING_REGISTER_PROBE), asked once."""
+        nops = 256
+        mem = k.Memory(16 + nops * 8)
+        k.io_uring_register(self.fd, k.IORING_REGISTER_PROBE, mem.address, nops)
+        ops_len = mem.view[1]
+        supported = set()
+        for i in range(ops_len):
+            off = 16 + i * 8
+            if mem.view[off + 2] & k.IO_URING_OP_SUPPORTED:
+                supported.add(mem.view[off])
+        return frozenset(supported)
+
     def probe(self) -> frozenset[int]:
-        """The opcodes this kernel supports (IORING_REGISTER_PROBE)."""
-        if self._probe is None:
-            nops = 256
-            mem = k.Memory(16 + nops * 8)
-            k.io_uring_register(self.fd, k.IORING_REGISTER_PROBE, mem.address, nops)
-            ops_len = mem.view[1]
-            supported = set()
-            for i in range(ops_len):
-                off = 16 + i * 8
-                if mem.view[off + 2] & k.IO_URING_OP_SUPPORTED:
-                    supported.add(mem.view[off])
-            self._probe = frozenset(supported)
-        return self._probe
+        """The opcodes this ring may use (the probe, narrowed by the profile)."""
+        return self.kernel.opcodes
 
     def supports(self, opcode_name: str) -> bool:
-        return k.opcode_number(opcode_name) in self.probe()
+        return self.kernel.has_op(opcode_name)
 
     # ---- SQE preparation, named after the kernel's operations -------------------
 
@@ -586,4 +631,5 @@ class Ring:
             "sq_entries": self.sq_entries,
             "cq_entries": self.cq_entries,
             "features": [n for b, n in enumerate(k.FEATURE_NAMES) if self.features & (1 << b)],
+            **self.kernel.describe(),
         }

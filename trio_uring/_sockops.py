@@ -1,4 +1,6 @@
-"""The socket operations themselves: one SQE each, through ``perform``.
+"""The socket operations themselves: one SQE each, through ``perform``
+(except :func:`recv` where the kernel has no provided-buffer rings, before
+5.19: a readiness wait, then ``recv(2)``).
 
 Arguments arrive checked and resolved: :mod:`.lowlevel` (the public
 functions on fds) and :mod:`.socket` (trio's socket methods) do that, each
@@ -17,7 +19,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from trio.lowlevel import checkpoint_if_cancelled
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from . import _kernel as k
 from ._manager import READER, WRITER, UringIOManager
@@ -43,6 +45,8 @@ async def recv(
     one ``io_uring_enter`` than it has buffers.  (io_uring selects the
     buffer when the data is there, so the data is waiting in the socket.)
     """
+    if not m.kernel.buf_ring:
+        return await _recv_when_readable(m, fd, nbytes, flags, recv_now)
     bufs = m.buffers()
     while True:
         try:
@@ -67,6 +71,59 @@ async def recv(
             return data, len(data) == nbytes
         except BlockingIOError:
             pass  # gone after all: wait again, for a buffer from the ring
+
+
+async def _recv_when_readable(
+    m: UringIOManager, fd: int, nbytes: int, flags: int, recv_now: Callable[[int, int], bytes] | None
+) -> tuple[bytes, bool]:
+    """:func:`recv` where the kernel has no provided-buffer rings (before
+    5.19): wait for readability (one POLL_ADD, which holds no buffer), then
+    ``recv(2)`` without blocking.  Idle connections still hold no memory,
+    and cancelling the wait loses nothing (the poll is simply forgotten).
+    Under trio_uring.testing (``force_ring``) the receive is a RECV into a
+    buffer of its own instead, so that faults can reach it."""
+    if m.force_ring:
+        buf = bytearray(nbytes)
+        n = await recv_into(m, fd, k.Buffer(buf, writable=True), nbytes, flags)
+        return bytes(memoryview(buf)[:n]), False
+    if recv_now is None:
+        # lowlevel.recv: nobody asked the socket yet.  Ask it first, as
+        # trio's own methods do: its errors (ENOTSOCK, EBADF ...) are then
+        # recv(2)'s, where a readiness wait on a non-socket might never end.
+        recv_now = _fd_recv(fd)
+        await checkpoint_if_cancelled()
+        try:
+            data = recv_now(nbytes, flags | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        except BaseException:
+            await cancel_shielded_checkpoint()
+            raise
+        else:
+            await cancel_shielded_checkpoint()
+            return data, len(data) == nbytes
+    while True:
+        await m.wait_readable(fd)
+        try:
+            data = recv_now(nbytes, flags | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            continue  # another reader got there first, or a spurious wakeup
+        return data, len(data) == nbytes
+
+
+def _fd_recv(fd: int) -> Callable[[int, int], bytes]:
+    """``recv(2)`` on a bare fd, as the stdlib does it."""
+
+    def recv_now(nbytes: int, flags: int) -> bytes:
+        if fd < 0:  # as recv(2) says (socket.socket would say ValueError)
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        sock = socket.socket(fileno=fd)
+        try:
+            return sock.recv(nbytes, flags)
+        finally:
+            sock.detach()
+
+    return recv_now
 
 
 async def recv_into(m: UringIOManager, fd: int, pin: k.Buffer, nbytes: int, flags: int) -> int:

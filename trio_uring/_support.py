@@ -28,11 +28,15 @@ import grp
 import os
 import platform
 import resource
+import time
 from collections.abc import Iterable
+from typing import Literal
 
 from . import _kernel as k
+from ._features import FLOOR, missing_opcode_message
+from ._ring import Ring, RingMode
 
-__all__ = ["UnsupportedError", "check_support", "explain_error", "is_supported", "missing_opcodes"]
+__all__ = ["UnsupportedError", "check_support", "explain_error", "is_supported", "missing_opcodes", "open_ring"]
 
 SUPPORTED_MACHINES = ("x86_64", "amd64")
 
@@ -210,7 +214,7 @@ def explain_error(exc: OSError) -> UnsupportedError:
             "no-kernel-support",
             f"io_uring_setup failed with ENOSYS: kernel {kernel} has no io_uring "
             "(older than 5.1, or built without CONFIG_IO_URING)",
-            f"use Linux 5.19 or newer built with CONFIG_IO_URING=y, or {_FALLBACK}",
+            f"use Linux {FLOOR} or newer built with CONFIG_IO_URING=y, or {_FALLBACK}",
             err,
         )
     if err == errno.EPERM:
@@ -279,7 +283,7 @@ def explain_error(exc: OSError) -> UnsupportedError:
         return UnsupportedError(
             "missing-feature",
             exc.strerror or str(exc),
-            f"use Linux 5.19 or newer, or {_FALLBACK}",
+            f"use Linux {FLOOR} or newer, or {_FALLBACK}",
             err,
         )
     return UnsupportedError(
@@ -310,6 +314,41 @@ def check_machine() -> None:
         )
 
 
+def open_ring(mode: RingMode | Literal["auto"] = "auto", sq_entries: int = 256, cq_entries: int = 4096) -> Ring:
+    """Create a ring, shrinking it if the locked-memory limit is tight, and
+    check it can run trio (the ring checks the floor: _features.py); raise
+    :class:`UnsupportedError` naming the cause."""
+    deadline = time.monotonic() + MEMLOCK_RETRY_SECONDS
+    delay = 0.002
+    while True:
+        try:
+            return _open_ring_sized(mode, sq_entries, cq_entries)
+        except OSError as exc:
+            # RLIMIT_MEMLOCK is charged for the rings (5.1-5.11, 6.14+), and
+            # a ring closed just before (check_support's, the previous run's)
+            # is uncharged only some milliseconds later.
+            soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+            if exc.errno != errno.ENOMEM or soft == 0 or time.monotonic() >= deadline:
+                raise explain_error(exc) from exc
+            time.sleep(delay)
+            delay = min(2 * delay, 0.05)
+
+
+def _open_ring_sized(mode: RingMode | Literal["auto"], sq_entries: int, cq_entries: int) -> Ring:
+    """The largest ring of a few sizes that the locked-memory limit allows."""
+    sizes = [(sq_entries, cq_entries), (sq_entries, 2 * sq_entries), (64, 128), (16, 32)]
+    for sq, cq in sizes[:-1]:
+        if sq > sq_entries:
+            continue
+        try:
+            return Ring(sq, max(cq, sq), mode=mode)
+        except OSError as exc:
+            if exc.errno != errno.ENOMEM:
+                raise
+    sq, cq = sizes[-1]
+    return Ring(min(sq, sq_entries), max(cq, min(sq, sq_entries)), mode=mode)
+
+
 def check_support(required_opcodes: Iterable[str] = ()) -> dict[str, object]:
     """Create (and close) a ring the way a run would; return a description of
     it, or raise :class:`UnsupportedError` naming the cause and the remedy.
@@ -317,16 +356,15 @@ def check_support(required_opcodes: Iterable[str] = ()) -> dict[str, object]:
     ``required_opcodes`` adds opcode names (``"SEND_ZC"``) the caller needs
     beyond those the IO manager itself needs.
     """
-    from ._manager import open_ring
-
     check_machine()
     ring = open_ring()
     with ring:
         missing = missing_opcodes(ring.probe(), required_opcodes)
         if missing:
+            reasons = [missing_opcode_message(platform.release(), name)[0] for name in missing]
             raise UnsupportedError(
                 "missing-opcode",
-                f"this kernel ({platform.release()}) does not support the io_uring opcode(s) {', '.join(missing)}",
+                "; ".join(reasons),
                 "use a newer kernel, or avoid the features that need them",
             )
         info = ring.describe()

@@ -33,9 +33,15 @@ Addresses are those of ``AF_INET``, ``AF_INET6`` and ``AF_UNIX`` sockets, in
 the stdlib's formats.  Host names are resolved with
 :func:`trio.socket.getaddrinfo`, as trio's own sockets do.
 
-Opcodes are checked lazily: the first call of a function whose opcode the
-kernel lacks raises :class:`trio_uring.UnsupportedError` (cause
-``"missing-opcode"``).
+Which opcodes the kernel has is the ring's kernel record (:mod:`._features`),
+decided once at ring setup.  Where a newer feature is missing, a function
+takes a fallback with the same results: :func:`recv` without provided-buffer
+rings (before 5.19) is ``recv(2)``, after a readiness wait (POLL_ADD) if
+nothing is waiting; :func:`ftruncate` without FTRUNCATE (before 6.9) is
+``ftruncate(2)`` in a worker thread.  A function whose opcode the kernel lacks
+and that has no fallback raises :class:`trio_uring.UnsupportedError` (cause
+``"missing-opcode"``) naming the opcode, the release that has it and what to
+call instead; at the floor (Linux 5.15) every function here has its opcode.
 
 A few caveats where io_uring and the kernel differ from "it did not happen":
 
@@ -55,16 +61,39 @@ import os
 import socket
 import sys
 from collections.abc import Iterable
-from typing import Any, Final, NoReturn, Protocol, overload
+from typing import Any, Final, overload
 
 import trio
 import trio.lowlevel
 
 from . import _kernel as k
 from . import _sockops
+from ._entry import BAD_INPUT as _BAD_INPUT
+from ._entry import FileDescriptorLike
+from ._entry import fileno as _fileno
+from ._entry import manager as _manager
+from ._entry import raise_at_checkpoint as _raise_at_checkpoint
+from ._fileops import (
+    fallocate,
+    fdatasync,
+    fsync,
+    ftruncate,
+    linkat,
+    mkdirat,
+    openat,
+    pread,
+    pread_into,
+    preadv,
+    pwrite,
+    pwritev,
+    renameat,
+    splice,
+    statx,
+    symlinkat,
+    unlinkat,
+)
 from ._manager import UringIOManager
 from ._sockaddr import SOCKADDR_MAX, c_int, control_space, pack_sockaddr
-from ._support import UnsupportedError
 
 __all__ = [
     "accept",
@@ -100,48 +129,13 @@ __all__ = [
 ]
 
 
-class _HasFileno(Protocol):
-    def fileno(self) -> int: ...
-
-
-FileDescriptorLike = int | _HasFileno
 #: ``(host, port)``, ``(host, port, flowinfo, scope_id)``, or an AF_UNIX path.
 Address = str | bytes | os.PathLike[str] | os.PathLike[bytes] | tuple[Any, ...]
 
 # __kernel_timespec.tv_sec is s64; ktime saturates well below this.
 _MAX_SLEEP_SEC: Final = 1 << 62
 
-_NOT_IN_URING_RUN: Final = "must be called from inside trio_uring.run / an installed trio run"
-
-# Errors from argument checking, raised after a checkpoint (as trio does).
-_BAD_INPUT: Final = (TypeError, ValueError, OverflowError, OSError)
-
-
 # ---- plumbing -------------------------------------------------------------------------
-
-
-def _manager(opcode_name: str) -> UringIOManager:
-    """The current run's io_uring manager, after checking the kernel has the op."""
-    try:
-        io: object = trio._core._run.GLOBAL_RUN_CONTEXT.runner.io_manager
-    except AttributeError:
-        io = None
-    if not isinstance(io, UringIOManager):
-        raise RuntimeError(_NOT_IN_URING_RUN)
-    if k.opcode_number(opcode_name) not in io.ring.probe():
-        raise UnsupportedError(
-            "missing-opcode",
-            f"this kernel's io_uring lacks the opcode {opcode_name}",
-            "upgrade to Linux 5.19 or newer, or use trio's own socket methods",
-        )
-    return io
-
-
-async def _raise_at_checkpoint(exc: BaseException) -> NoReturn:
-    """Fail like trio's socket methods do on a bad argument: a checkpoint
-    first (so a cancelled task gets Cancelled), then the error."""
-    await trio.lowlevel.checkpoint()
-    raise exc
 
 
 def _msg_flags(flags: object) -> int:
@@ -152,18 +146,6 @@ def _msg_flags(flags: object) -> int:
 
 
 _FLAGS_KEPT: Final = 0xFFFFFFFF & ~int(socket.MSG_DONTWAIT)
-
-
-def _fileno(sock: FileDescriptorLike) -> int:
-    if isinstance(sock, int):
-        return c_int(sock)
-    fileno = getattr(sock, "fileno", None)
-    if fileno is None:
-        raise TypeError(f"expected an int file descriptor or an object with fileno(), not {type(sock).__name__!r}")
-    fd = fileno()
-    if not isinstance(fd, int):
-        raise TypeError(f"fileno() returned {type(fd).__name__!r}, not int")
-    return c_int(fd)
 
 
 # Arguments are checked in the stdlib's order: every argument converted to
@@ -277,7 +259,9 @@ async def recv(sock: FileDescriptorLike, nbytes: int, flags: int = 0) -> bytes:
 
     The data lands in a buffer the kernel picks from trio_uring's
     provided-buffer ring when it arrives, so a task parked here holds no
-    buffer; one call returns at most 64 KiB.
+    buffer; one call returns at most 64 KiB.  (Before 5.19, without
+    provided-buffer rings: ``recv(2)``, after a POLL_ADD readiness wait if
+    nothing is waiting -- no buffer held while waiting either.)
     """
     m = _manager("RECV")
     try:
@@ -579,25 +563,3 @@ async def sleep(seconds: float) -> None:
         # -ETIME is how a TIMEOUT reports that its time is up.
         if exc.errno != errno.ETIME:
             raise
-
-
-# File operations (issue 4), at the end: _fileops uses the plumbing above.
-from ._fileops import (  # noqa: E402
-    fallocate,
-    fdatasync,
-    fsync,
-    ftruncate,
-    linkat,
-    mkdirat,
-    openat,
-    pread,
-    pread_into,
-    preadv,
-    pwrite,
-    pwritev,
-    renameat,
-    splice,
-    statx,
-    symlinkat,
-    unlinkat,
-)

@@ -24,6 +24,10 @@ At the end of the session (with ``--trio-uring`` or after a marked test) the
 terminal summary counts the trio runs that used io_uring and those that used
 trio's own backend.
 
+``--trio-uring-kernel=5.15`` (or 5.19, 6.1, 6.8, native) runs every ring
+of the session, and of its subprocesses, as if on that kernel: it sets
+``$TRIO_URING_KERNEL`` (docs/kernel-support.md, "Kernel profiles").
+
 Fault injection (:mod:`trio_uring.testing`) from pytest:
 
 - ``@pytest.mark.trio_uring_faults(short_io=1, errno_for={...}, seed=0)``
@@ -36,11 +40,14 @@ Fault injection (:mod:`trio_uring.testing`) from pytest:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import pytest
 
+from ._features import ENV as KERNEL_ENV
+from ._features import PROFILE_NAMES
 from ._install import install, is_installed, uninstall
 from ._manager import installation
 from ._support import UnsupportedError, check_support
@@ -76,6 +83,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(for --trio-uring and @pytest.mark.trio_uring tests)",
     )
     group.addoption(
+        "--trio-uring-kernel",
+        choices=PROFILE_NAMES,
+        default=None,
+        help="run as if on this kernel: rings use only its setup flags, features and opcodes, "
+        "so trio_uring takes its fallbacks (sets $TRIO_URING_KERNEL, also for subprocesses)",
+    )
+    group.addoption(
         "--trio-uring-skip-unsupported",
         action="store_true",
         default=False,
@@ -94,6 +108,9 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{FAULTS_MARKER}(short_io=None, errno_at=None, errno_for=None, seed=0): "
         "inject faults into this test's trio_uring runs (trio_uring.testing.faults)",
     )
+    profile = config.getoption("--trio-uring-kernel")
+    if profile is not None:
+        os.environ[KERNEL_ENV] = profile
     fallback = bool(config.getoption("--trio-uring-fallback"))
     skip = bool(config.getoption("--trio-uring-skip-unsupported"))
     if fallback and skip:
@@ -234,3 +251,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     terminalreporter.write_line(
         f"trio_uring: {made['io_uring']} trio runs on io_uring, {made['stock']} on trio's own backend"
     )
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    profile = os.environ.get(KERNEL_ENV)
+    return f"trio_uring kernel profile: {profile}" if profile else None

@@ -14,14 +14,28 @@ one.  Methods that do no I/O are trio's own, unchanged.
 What each I/O method does
 -------------------------
 
-Inside a run on io_uring, each method is one SQE through
-``UringIOManager.perform`` (see :mod:`._sockops`): ``recv`` is a RECV into a
-provided buffer, ``recv_into`` a RECV into the caller's buffer, the
-``recvfrom``/``recvmsg`` family RECVMSG, ``send`` SEND, ``sendto``/``sendmsg``
-SENDMSG, ``connect`` CONNECT, and ``accept`` takes connections from a
-multishot ACCEPT (below).  The task parks once per operation, and trio's
-cancellation follows the table in ``_manager.py``: ``Cancelled`` means the
-operation did not happen; an operation that completed first is delivered.
+Inside a run on io_uring, every receive and send first makes the system
+call itself, without blocking, as trio's own methods do: data that is
+already waiting (or room in the send buffer) is taken at once, with one
+``recv(2)``/``send(2)`` and no trip through the ring.  Only if that would
+block does the task park, on ONE io_uring request through
+``UringIOManager.perform`` (see :mod:`._sockops`): ``recv`` a RECV into a
+provided buffer (the kernel picks it when data arrives, so a waiting
+receive holds no memory), ``recv_into`` a RECV into the caller's buffer,
+the ``recvfrom``/``recvmsg`` family RECVMSG, ``send`` SEND,
+``sendto``/``sendmsg`` SENDMSG.  ``connect`` is one CONNECT, and
+``accept`` takes connections from a multishot ACCEPT (below).
+Cancellation follows the table in ``_manager.py``: ``Cancelled`` means
+the operation did not happen; an operation that completed first is
+delivered.  Under :mod:`trio_uring.testing` every call is an io_uring
+request (no system call first), so that injected faults reach it.
+
+Where the kernel lacks a feature (the ring's kernel record,
+:mod:`._features`), the same methods take a fallback with the same
+results: without provided-buffer rings (before 5.19) a ``recv`` that has
+to wait waits for readiness with a POLL_ADD -- which holds no buffer and
+is simply forgotten when cancelled -- and then calls ``recv(2)``; without
+multishot ACCEPT (before 5.19) each ``accept()`` is one ACCEPT request.
 
 Anything the io_uring path would answer differently from trio goes to
 trio's own method instead, so errors and edge cases are trio's exactly:
@@ -34,7 +48,8 @@ dropped: trio's methods wait anyway.
 accept
 ------
 
-The first ``accept()`` on a listener starts a multishot ACCEPT: from then on
+The first ``accept()`` on a listener starts a multishot ACCEPT (5.19+;
+before that, each call is one ACCEPT): from then on
 the kernel accepts connections as they arrive, one CQE each, and keeps the
 request armed.  Connections no ``accept()`` is waiting for are kept in order
 for the next call; a cancelled ``accept()`` therefore loses nothing (the
@@ -281,9 +296,10 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
         fd = self._sock.fileno()
         if m is None or fd < 0:
             return await super().accept()  # type: ignore[no-any-return]
-        if m.force_ring:
-            # under trio_uring.testing: one ACCEPT request per call, so that
-            # each accept is an operation the faults can reach
+        if m.force_ring or not m.kernel.multishot_accept:
+            # One ACCEPT request per call: before 5.19 (no multishot ACCEPT),
+            # and under trio_uring.testing, so that each accept is an
+            # operation the faults can reach.
             new_fd, _address = await _sockops.accept(m, fd)
             return self._adopt(new_fd)
         acceptor = self._acceptor
