@@ -113,7 +113,9 @@ class Apt:
         (root / "sources.list.d").mkdir(exist_ok=True)
         uri, keyring = debian_entry()
         sources = root / "sources.list"
-        sources.write_text(f"deb [signed-by={keyring}] {uri} {' '.join(SUITES)} main\n")
+        # one line per suite: a one-line entry names a single suite, then components
+        self.sources_text = "".join(f"deb [signed-by={keyring}] {uri} {suite} main\n" for suite in SUITES)
+        sources.write_text(self.sources_text)
         self.options = [
             f"-oDir::Etc::SourceList={sources}",
             f"-oDir::Etc::SourceParts={root / 'sources.list.d'}",
@@ -133,11 +135,12 @@ class Apt:
 
     def update_if_stale(self, max_age: float = 86400.0) -> None:
         stamp = self.root / "updated"
-        if stamp.exists() and time.time() - stamp.stat().st_mtime < max_age:
+        fresh = stamp.exists() and time.time() - stamp.stat().st_mtime < max_age
+        if fresh and stamp.read_text() == self.sources_text:
             return
         log(f"apt-get update (private lists in {self.root}; suites {' '.join(SUITES)})")
         self.run("apt-get", "update")
-        stamp.touch()
+        stamp.write_text(self.sources_text)
 
     def resolve(self, pattern: str) -> str:
         """The newest package whose name matches the glob ``pattern``."""
