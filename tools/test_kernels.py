@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 KERNELS = {
     "5.10": "linux-image-5.10.0-30-amd64-unsigned",  # Debian 11 (bullseye), below the floor
     "6.1": "linux-image-6.1.0-*-amd64-unsigned",  # Debian 12 (bookworm)
-    "6.12": "linux-image-6.12.115+deb12-amd64-unsigned",  # Debian 13's series (bookworm-backports)
+    "6.12": "linux-image-6.12.*+deb12-amd64-unsigned",  # Debian 13's series (bookworm-backports)
 }
 SUITES = ("bookworm", "bookworm-updates", "bookworm-backports", "bullseye")
 ALL_SUITES = ("report", "ours", "trio")
