@@ -8,9 +8,8 @@ BENCH_STAMP := $(VENV)/.installed-bench-$(shell cat pyproject.toml | cksum | cut
 DOCS_STAMP := $(VENV)/.installed-docs-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick test-profiles profiles-ci
-.PHONY: test-versions test-matrix conformance-matrix anyio-matrix
-.PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick test-arm64
-.PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick bench-latency bench-latency-quick
+.PHONY: test-versions test-matrix conformance-matrix anyio-matrix test-arm64 bench-latency bench-latency-quick
+.PHONY: test-kernels test-kernels-smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +35,9 @@ demo: $(STAMP)
 	$(PY) examples/echo.py
 
 ## make test: lint, types, the docs (warning-free), our tests, and trio's own suite on io_uring vs stock,
-## then the kernel profiles' CI set (profiles-ci, below) and the Python/trio/anyio versions' CI set (test-versions)
-test: $(STAMP) lint typecheck docs unit conformance profiles-ci
+## then the kernel profiles' CI set (profiles-ci, below), the real-kernel VM smoke run (test-kernels-smoke),
+## and the Python/trio/anyio versions' CI set (test-versions)
+test: $(STAMP) lint typecheck docs unit conformance profiles-ci test-kernels-smoke
 	$(MAKE) test-versions
 
 unit: $(STAMP)
@@ -74,6 +74,18 @@ profiles-ci: $(STAMP)
 		echo "== kernel profile $$p"; \
 		TRIO_URING_KERNEL=$$p $(PY) -m pytest -q $(PROFILE_SMOKE); \
 	done
+
+## make test-kernels: Debian's real kernels (5.10, 6.1, 6.12) from its package registry,
+## each booted under qemu with this machine's files shared, running python -m trio_uring,
+## our suite and trio's inside; a table at the end (docs/kernel-support.md).  Slow under
+## emulation (TCG): one kernel, KERNELS=6.1; a few files, ARGS='-- tests/test_ring.py'
+test-kernels: $(STAMP)
+	$(PY) tools/test_kernels.py $(KERNELS) $(ARGS)
+
+## make test-kernels-smoke: the bounded part of it that `make test` runs (6.1: the report
+## and a few quick test files)
+test-kernels-smoke: $(STAMP)
+	$(PY) tools/test_kernels.py --smoke
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check trio_uring tests examples

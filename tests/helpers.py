@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -158,6 +159,23 @@ def run_child(code: str, timeout: float = 60) -> str:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=False)
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+#: seconds for ``python -c "import trio_uring"`` on a quiet 2-core machine
+QUIET_STARTUP = 0.3
+
+
+@functools.cache
+def slowness() -> float:
+    """How many times slower than a quiet machine this one runs programs,
+    now (at least 1): measured as a fresh interpreter importing trio_uring.
+    Under qemu's emulation (TCG) that took 18 s instead of 0.3 s, and on a
+    2-core host at load 25 2-3 s.  Wall-clock budgets of tests that run a
+    whole program (the benchmarks' quick configurations) are multiplied by
+    it, so that a slow machine does not fail them."""
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import trio_uring"], check=True, timeout=600)
+    return max(1.0, (time.monotonic() - start) / QUIET_STARTUP)
 
 
 def rss_kib() -> int:

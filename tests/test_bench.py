@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from .helpers import slowness
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 CASES = ("echo", "http", "idle_memory", "syscalls", "files", "loadgen_check")
@@ -28,6 +30,7 @@ import _harness  # noqa: E402
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str, Path]:
     out = tmp_path_factory.mktemp("bench")
+    budget = 60 * slowness()  # the quick configuration: a minute on a quiet machine
     started = time.monotonic()
     proc = subprocess.run(
         [
@@ -41,12 +44,12 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str
         ],
         capture_output=True,
         text=True,
-        timeout=600,  # a smoke run; a loaded machine must not fail it
+        timeout=budget,
         cwd=ROOT,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < budget
     return json.loads((out / "quick.json").read_text()), proc.stdout, out
 
 
@@ -122,14 +125,14 @@ def test_load_generator_counts_exactly(kind: str) -> None:
         prefix = [sys.executable, str(BENCH / "loadgen.py")]
     try:
         with _harness.Server("echo", "trio_uring") as server:
-            result = _harness.run_loadgen(prefix, "echo", server.port, 4, 64, 0, 30, 1000, timeout=60)
+            result = _harness.run_loadgen(prefix, "echo", server.port, 4, 64, 0, 30, 1000, timeout=60 * slowness())
             assert (result["round_trips"], result["stopped_by"], result["errors"]) == (1000, "count", 0)
             with _harness.idle_clients(prefix, server.port, 20, 64, hold=30.0) as ready:
                 assert ready["connections"] == 20
-                server.wait_connections(20, 10.0)
-            server.wait_connections(0, 10.0)
+                server.wait_connections(20, 10.0 * slowness())
+            server.wait_connections(0, 10.0 * slowness())
         with _harness.Server("http", "asyncio") as server:
-            result = _harness.run_loadgen(prefix, "http", server.port, 4, 0, 30, 500, timeout=60)
+            result = _harness.run_loadgen(prefix, "http", server.port, 4, 0, 30, 500, timeout=60 * slowness())
             assert (result["round_trips"], result["errors"]) == (500, 0)
     finally:
         _harness.kill_all()
@@ -140,7 +143,7 @@ def test_stream_layers_script_runs_and_reports_three_servers() -> None:
         [sys.executable, str(BENCH / "stream_layers.py"), "--rounds", "1", "--conns", "4", "--seconds", "0.2"],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=180 * slowness(),
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

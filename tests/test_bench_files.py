@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .helpers import slowness
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_files.py"
 
 
@@ -17,7 +19,7 @@ def test_quick_run_writes_json(tmp_path: Path) -> None:
         [sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=300 * slowness(),
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

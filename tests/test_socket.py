@@ -32,10 +32,12 @@ from .helpers import (
     fd_count,
     ipv6_available,
     kernel,
+    manager,
     needs,
     nofile_at_least,
     ops_submitted,
     recv_wait_op,
+    requests_and_records,
     run,
     run_child,
 )
@@ -259,10 +261,21 @@ def test_file_descriptors_pass_over_scm_rights() -> None:
 # ---- cancellation under load --------------------------------------------------------------
 
 
+#: rounds of test_cancellation_under_load's exchange at most (one suffices natively)
+MAX_ROUNDS = 10
+
+
 def test_cancellation_under_load_loses_and_duplicates_nothing() -> None:
     """Many connections, full duplex, each direction a random byte stream
     sent and received in random sizes, with cancel scopes expiring at random
-    moments around every operation.  Every byte arrives once, in order."""
+    moments around every operation.  Every byte arrives once, in order.
+
+    How many of those cancels land while the kernel has the operation
+    depends on the machine's speed, not only on the deadlines: natively on
+    a quiet machine one round of the exchange gives thousands, under a load
+    of 25 on 2 cores 815, on Linux 6.1 under qemu's emulation 330.  So the
+    exchange is repeated, with new data, until thousands have (at most
+    MAX_ROUNDS times)."""
     connections = 16
     per_direction = 60_000 * STRESS
     stats = {"cancelled": 0, "completed_despite_cancel": 0}
@@ -295,11 +308,12 @@ def test_cancellation_under_load_loses_and_duplicates_nothing() -> None:
                 stats["cancelled"] += cs.cancelled_caught
         return bytes(received)
 
-    async def main() -> int:
+    async def main(round_: int) -> int:
         before = ops_submitted().get("ASYNC_CANCEL", 0)
         fds = fd_count()
         async with trio.open_nursery() as nursery:
-            for i in range(connections):
+            for c in range(connections):
+                i = c + connections * round_
                 rng = random.Random(i)
                 a, b = await tcp_stream_pair() if i % 2 else map(trio.SocketStream, trio.socket.socketpair())
                 for sock in (a.socket, b.socket):
@@ -322,8 +336,11 @@ def test_cancellation_under_load_loses_and_duplicates_nothing() -> None:
         assert fd_count() == fds
         return ops_submitted()["ASYNC_CANCEL"] - before
 
-    in_flight_cancels = run(main)
-    print(f"\nin-flight cancellations: {in_flight_cancels}, scopes cancelled: {stats}")
+    in_flight_cancels = rounds = 0
+    while rounds < MAX_ROUNDS and (in_flight_cancels < 1000 or stats["cancelled"] < 1000):
+        in_flight_cancels += run(main, rounds)
+        rounds += 1
+    print(f"\nin-flight cancellations: {in_flight_cancels}, scopes cancelled: {stats}, rounds: {rounds}")
     # thousands of operations were cancelled while the kernel had them
     assert in_flight_cancels >= 1000
     assert stats["cancelled"] >= 1000
@@ -941,16 +958,19 @@ def test_a_listener_garbage_collected_without_close_stops_listening() -> None:
         port = listener.getsockname()[1]
         with trio.move_on_after(0.01):
             await listener.accept()  # arms the multishot ACCEPT
-        in_flight = trio.lowlevel.current_statistics().io_statistics.ops_in_flight
+        # (not ops_in_flight: it counts trio's run_sync_soon wake-up wait,
+        # which ends when the finalizer wakes the run -- on a slow machine,
+        # Linux 6.1 under emulation, before the ACCEPT's cancellation did)
+        in_flight, _ = requests_and_records(manager())
         del listener
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             gc.collect()
-        for _ in range(100):
+        for _ in range(1000):
             await trio.sleep(0.001)
-            if trio.lowlevel.current_statistics().io_statistics.ops_in_flight < in_flight:
+            if requests_and_records(manager())[0] < in_flight:
                 break
-        assert trio.lowlevel.current_statistics().io_statistics.ops_in_flight == in_flight - 1
+        assert requests_and_records(manager())[0] == in_flight - 1
         probe = socket.socket()
         with probe, pytest.raises(ConnectionRefusedError):
             probe.connect(("127.0.0.1", port))

@@ -36,7 +36,6 @@ from typing import Any
 
 import pytest
 
-import trio_uring
 from .helpers import auto_mode
 
 CHILD_TIMEOUT = 60.0
@@ -481,12 +480,6 @@ def memlock_charges_rings() -> bool:
     return result["errno"] == errno.ENOMEM
 
 
-def native_ring_mode() -> object:
-    """The ring mode this kernel gives without any limit (what a ring under a
-    limit that fits must still get)."""
-    return trio_uring.check_support()["mode"]
-
-
 def test_memlock_zero() -> None:
     result = run_child(
         f"""
@@ -535,14 +528,14 @@ with open_ring() as ring:
         # not charged: the default ring fits, and open_ring does not shrink it
         assert result["default"] is None
         assert (result["sq"], result["cq"]) == (DEFAULT_SQ, DEFAULT_CQ)
-    assert result["mode"] == native_ring_mode()
+    assert result["mode"] == auto_mode()
 
 
 def test_memlock_small_limit_run() -> None:
     result = run_child(SMALL_MEMLOCK + "emit(run=try_run(tiny))\n")
     assert result["run"] == {
         "type": None,
-        "value": {"backend": "io_uring", "ring_mode": native_ring_mode(), "data": "x"},
+        "value": {"backend": "io_uring", "ring_mode": auto_mode(), "data": "x"},
     }
 
 
