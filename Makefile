@@ -9,7 +9,7 @@ DOCS_STAMP := $(VENV)/.installed-docs-$(shell cat pyproject.toml | cksum | cut -
 
 .PHONY: demo test unit stress conformance lint typecheck docs clean bench bench-quick test-profiles profiles-ci
 .PHONY: test-versions test-matrix conformance-matrix anyio-matrix test-arm64 bench-latency bench-latency-quick
-.PHONY: test-kernels test-kernels-smoke
+.PHONY: test-kernels test-kernels-smoke conformance-ci
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ demo: $(STAMP)
 ## make test: lint, types, the docs (warning-free), our tests, and trio's own suite on io_uring vs stock,
 ## then the kernel profiles' CI set (profiles-ci, below), the real-kernel VM smoke run (test-kernels-smoke),
 ## and the Python/trio/anyio versions' CI set (test-versions)
-test: $(STAMP) lint typecheck docs unit conformance profiles-ci test-kernels-smoke
+test: $(STAMP) lint typecheck docs unit conformance-ci profiles-ci test-kernels-smoke
 	$(MAKE) test-versions
 
 unit: $(STAMP)
@@ -52,6 +52,11 @@ stress: $(STAMP)
 conformance: $(STAMP)
 	$(PY) tests/conformance/run.py
 
+## make conformance-ci: trio's suite once on stock trio, then on trio_uring natively and under
+## the 5.15 kernel profile (every fallback taken), each compared with the stock run
+conformance-ci: $(STAMP)
+	$(PY) tests/conformance/run.py --profiles native,5.15
+
 # Kernel profiles (docs/kernel-support.md): trio_uring as if on an older kernel.
 PROFILES ?= 5.15 5.19 6.1 6.8
 PROFILE_SMOKE := tests/test_kernel_features.py tests/test_ring.py tests/test_manager.py tests/test_socket.py \
@@ -65,11 +70,11 @@ test-profiles: $(STAMP)
 		TRIO_URING_KERNEL=$$p $(PY) tests/conformance/run.py; \
 	done
 
-## make profiles-ci: what make test runs of the profiles: everything under 5.15 (the floor, where every
-## fallback is taken: our suite and trio's), and the socket/ring core under 5.19, 6.1 and 6.8
+## make profiles-ci: what make test runs of the profiles: our suite under 5.15 (the floor, where every
+## fallback is taken; trio's suite under 5.15 is in conformance-ci; the benchmark harness's smoke
+## runs are left to the native run), and the socket/ring core under 5.19, 6.1 and 6.8
 profiles-ci: $(STAMP)
-	TRIO_URING_KERNEL=5.15 $(PY) -m pytest -q tests
-	TRIO_URING_KERNEL=5.15 $(PY) tests/conformance/run.py
+	TRIO_URING_KERNEL=5.15 $(PY) -m pytest -q tests --ignore-glob='tests/test_bench*.py'
 	set -e; for p in 5.19 6.1 6.8; do \
 		echo "== kernel profile $$p"; \
 		TRIO_URING_KERNEL=$$p $(PY) -m pytest -q $(PROFILE_SMOKE); \
@@ -128,12 +133,15 @@ clean:
 	rm -rf .venv-matrix
 
 ## make test-versions: CI's reduced version matrix (docs/quickstart.md, "Supported versions"):
-## the typing check of examples/ and tests/typing, our suite on Python 3.12 and 3.13
-## (3.11 is `unit`), trio 0.27's own suite on Python 3.13 (`conformance` is trio 0.35
+## the typing check of examples/ and tests/typing, our suite on Python 3.13 (all but the benchmark
+## harness's smoke runs) and the version-sensitive files on 3.12 (3.11 is `unit`; `make test-matrix`
+## runs everything on every Python), trio 0.27's own suite on Python 3.13 (`conformance` is trio 0.35
 ## on 3.11), tests/test_anyio.py on anyio 4.4.0 (`unit` has the newest)
+VERSION_SENSITIVE := tests/test_python_versions.py,tests/test_fileops.py,tests/test_path.py,tests/test_files.py,tests/test_lowlevel.py,tests/test_stream.py,tests/test_trio_versions.py,tests/test_typing_usage.py,tests/test_anyio.py
 test-versions: $(STAMP)
 	$(VENV)/bin/mypy --strict examples tests/typing
-	$(PY) tests/matrix/pythons.py --pythons 3.12,3.13
+	$(PY) tests/matrix/pythons.py --pythons 3.13 --ignore-glob='tests/test_bench*.py'
+	$(PY) tests/matrix/pythons.py --pythons 3.12 --tests $(VERSION_SENSITIVE)
 	$(PY) tests/matrix/trios.py --trios 0.27.0 --python 3.13
 	$(PY) tests/matrix/anyios.py --anyios 4.4.0
 

@@ -8,7 +8,11 @@ passes on stock trio does not pass on trio_uring, except those listed in
 allowed_failures.txt, or if the trio_uring run did not actually run trio on
 io_uring.
 
-    python tests/conformance/run.py [--only uring] [extra pytest args]
+    python tests/conformance/run.py [--only uring] [--profiles native,5.15] [extra pytest args]
+
+``--profiles`` runs the trio_uring side once per kernel profile
+(``TRIO_URING_KERNEL``, docs/kernel-support.md) and compares each with the
+one stock run.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ def allowed_failures() -> set[str]:
     return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
 
 
-def run_suite(workdir: Path, label: str, extra: list[str]) -> tuple[dict[str, str], str]:
+def run_suite(
+    workdir: Path, label: str, extra: list[str], env: dict[str, str] | None = None
+) -> tuple[dict[str, str], str]:
     junit = workdir / f"{label}.xml"
     cmd = [
         sys.executable,
@@ -65,7 +71,7 @@ def run_suite(workdir: Path, label: str, extra: list[str]) -> tuple[dict[str, st
     # A guard against a hung suite, not a speed limit: on a loaded machine one
     # side can take far longer (TRIO_URING_CONFORMANCE_TIMEOUT, seconds).
     timeout = float(os.environ.get("TRIO_URING_CONFORMANCE_TIMEOUT", "1800"))
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
     out = proc.stdout + proc.stderr
     tail = [line for line in out.splitlines() if not re.match(r"^(sent|received) \d+$", line)]
     print("\n".join(tail[-15:]), flush=True)
@@ -111,7 +117,13 @@ def counts(results: dict[str, str]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["stock", "uring"], help="run only one side (no comparison)")
+    parser.add_argument(
+        "--profiles",
+        default="",
+        help="comma-separated kernel profiles for the trio_uring side (default: as the environment says)",
+    )
     args, extra = parser.parse_known_args()
+    profiles = [p for p in args.profiles.split(",") if p] or [os.environ.get("TRIO_URING_KERNEL", "")]
     with tempfile.TemporaryDirectory(prefix="trio-conformance-") as tmp:
         workdir = Path(tmp)
         (workdir / "pytest.ini").write_text(PYTEST_INI)
@@ -121,19 +133,33 @@ def main() -> int:
         if args.only == "stock":
             print(f"stock trio: {counts(stock)}")
             return 0
-        uring, out = run_suite(workdir, "trio_uring", ["--trio-uring", *extra])
+        ok = True
+        for profile in profiles:
+            env = dict(os.environ)
+            label = "trio_uring"
+            if profile:
+                env["TRIO_URING_KERNEL"] = profile
+                label = f"trio_uring-kernel-{profile}"
+            uring, out = run_suite(workdir, label, ["--trio-uring", *extra], env)
+            print(f"-- kernel profile: {profile or 'as the environment says (none)'}")
+            ok = compare(stock, uring, out, args.only == "uring") and ok
+    return 0 if ok else 1
+
+
+def compare(stock: dict[str, str], uring: dict[str, str], out: str, uring_only: bool) -> bool:
+    """Print the comparison of one trio_uring run with the stock run; False on a failure."""
     match = re.search(r"trio_uring: (\d+) trio runs on io_uring, (\d+) on trio's own backend", out)
     if not uring or not match:
         print("FAIL: the trio_uring run produced no results, or no report of which backend ran")
-        return 1
+        return False
     on_uring, on_stock = int(match.group(1)), int(match.group(2))
     print(f"trio runs during the trio_uring session: {on_uring} on io_uring, {on_stock} on trio's own backend")
     if on_uring == 0:
         print("FAIL: no trio run used io_uring")
-        return 1
+        return False
     print(f"trio_uring: {counts(uring)}")
-    if args.only == "uring":
-        return 0
+    if uring_only:
+        return True
     print(f"stock trio: {counts(stock)}")
     # tests that do not pass on stock trio here (an older trio's suite with
     # today's Python and pytest, say) are not compared; name them
@@ -148,9 +174,9 @@ def main() -> int:
         print(f"FAIL: {len(regressions)} test(s) pass on stock trio but not on trio_uring:")
         for test in regressions:
             print(f"  {test}: {uring.get(test, 'missing')}")
-        return 1
+        return False
     print("OK: every test that passes on stock trio passes on trio_uring")
-    return 0
+    return True
 
 
 if __name__ == "__main__":

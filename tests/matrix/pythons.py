@@ -9,7 +9,7 @@ find it: see common.py), a venv with ``pip install -e '.[test]'``, then
 and a table of the results.  Fails if a Python is missing (unless
 ``--allow-missing``), a test fails, or mypy reports an error.
 
-    python tests/matrix/pythons.py [--pythons 3.12,3.13] [--typing-only] [pytest args]
+    python tests/matrix/pythons.py [--pythons 3.12,3.13] [--tests PATH,...] [--typing-only] [pytest args]
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def main() -> int:
     parser.add_argument("--pythons", default=",".join(PYTHONS))
     parser.add_argument("--typing-only", action="store_true", help="only mypy --strict, no pytest")
     parser.add_argument("--allow-missing", action="store_true", help="skip a Python that is not installed")
+    parser.add_argument(
+        "--tests",
+        default="tests",
+        help="comma-separated test paths (default: the whole suite); CI's reduced matrix names a subset",
+    )
     args, extra = parser.parse_known_args()
     rows: list[list[str]] = []
     ok = True
@@ -61,7 +66,7 @@ def main() -> int:
                 "-q",
                 "-p",
                 "no:cacheprovider",
-                "tests",
+                *args.tests.split(","),
                 "--ignore=tests/conformance",
                 *extra,
             ]
