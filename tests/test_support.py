@@ -36,9 +36,14 @@ from typing import Any
 
 import pytest
 
-from .helpers import auto_mode
+from .helpers import auto_mode, slowness
 
-CHILD_TIMEOUT = 60.0
+
+def child_timeout() -> float:
+    """A child's deadline: a minute on a quiet machine; a child under qemu's
+    emulation took longer than that just to import trio (tests.helpers.slowness)."""
+    return 60.0 * slowness()
+
 
 #: uid/gid for children that must lack CAP_SYS_ADMIN and CAP_IPC_LOCK
 NOBODY = 65534
@@ -220,7 +225,7 @@ def _sysctl_lock(*, shared: bool = False) -> Iterator[None]:
 def run(argv: list[str], *, lock: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a child to completion (with the timeout), output captured as text."""
     with _sysctl_lock(shared=True) if lock else contextlib.nullcontext():
-        return subprocess.run(argv, capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=child_timeout(), check=False)
 
 
 def run_child(body: str) -> dict[str, Any]:
@@ -248,7 +253,7 @@ def _read_line(proc: subprocess.Popen[bytes], deadline: float) -> bytes:
     while not line.endswith(b"\n"):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AssertionError(f"the child did not answer within {CHILD_TIMEOUT} s")
+            raise AssertionError(f"the child did not answer within {child_timeout():.0f} s")
         ready, _, _ = select.select([fd], [], [], remaining)
         if not ready:
             continue
@@ -280,7 +285,7 @@ def run_child_under_sysctls(setup: str, body: str, sysctls: dict[str, str]) -> d
     original values (in reverse order) as soon as it has printed its result."""
     _require_sysctls(*sysctls)
     code = textwrap.dedent(setup) + '\nprint("READY", flush=True)\nsys.stdin.readline()\n' + textwrap.dedent(body)
-    deadline = time.monotonic() + CHILD_TIMEOUT
+    deadline = time.monotonic() + child_timeout()
     with tempfile.TemporaryFile() as stderr_file:
         proc = subprocess.Popen(_child_argv(code), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr_file)
         assert proc.stdin is not None

@@ -404,11 +404,11 @@ def main() -> int:
         accel = probe.read_text()
         log(f"accelerator: {accel}" + ("" if accel == "kvm" else f" (a KVM guest does not boot here; {probe})"))
 
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True).stdout
     all_results = []
     started = time.monotonic()
     for kernel in kernels:
         all_results.append(run_kernel(vng, kernel, accel, args, pytest_args))
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True).stdout
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(
         f"\n{stamp}, commit {commit.strip() or '?'}, {accel.upper()}, pytest args: {' '.join(pytest_args) or 'tests'}\n"
