@@ -422,7 +422,6 @@ def test_imported_after_installing(tmp_path: Path) -> None:
         trio_uring.install()
         import anyio
         from trio_uring import _anyio_files
-from trio_uring.testing import Region, sweep
         async def main():
             async with await anyio.open_file({str(tmp_path / "f")!r}, "w") as f:
                 await f.write("hi")
