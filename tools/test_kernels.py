@@ -63,14 +63,13 @@ SMOKE_TESTS = [
     "tests/test_ring.py",
     "tests/test_manager.py",
     "tests/test_socket.py::test_a_listener_garbage_collected_without_close_stops_listening",
-    "tests/test_socket.py::test_many_receives_completing_at_once_exceed_the_buffer_ring",
-    "tests/test_support.py::test_memlock_zero",
-    "tests/test_support.py::test_memlock_small_limit_shrinks_the_ring",
     "tests/test_files.py::test_io_goes_through_the_ring_not_threads",
     "tests/test_files.py::test_cached_data_is_read_without_a_READ_and_under_faults_with_one",
     "tests/test_sendfile.py::test_cancel_before_anything_is_sent",
-    "tests/test_sendfile.py::test_cancel_after_some_is_sent_reports_it",
 ]
+#: the smoke run's bound per kernel (boot, report and the files above take a few
+#: minutes under TCG on a quiet 2-core machine)
+SMOKE_TIMEOUT = 20 * 60
 
 #: the machine's Debian entry, if its sources file cannot be read
 DEFAULT_URI = "http://deb.debian.org/debian"
@@ -382,6 +381,7 @@ def main() -> int:
         pytest_args = pytest_args or SMOKE_TESTS
         if args.suites == ",".join(ALL_SUITES):
             args.suites = "report,ours"
+        args.timeout = min(args.timeout, SMOKE_TIMEOUT)
     args.suites = args.suites.split(",")
     if args.collect:
         print(table([r for path in args.collect for r in json.loads(path.read_text())]))
