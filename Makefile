@@ -71,10 +71,15 @@ test-profiles: $(STAMP)
 	done
 
 ## make profiles-ci: what make test runs of the profiles: our suite under 5.15 (the floor, where every
-## fallback is taken; trio's suite under 5.15 is in conformance-ci; the benchmark harness's smoke
-## runs are left to the native run), and the socket/ring core under 5.19, 6.1 and 6.8
+## fallback is taken; trio's suite under 5.15 is in conformance-ci), and the socket/ring core under
+## 5.19, 6.1 and 6.8.  Left to the native run (make test-profiles runs them under every profile): the
+## benchmark harness's smoke runs, and the launcher/workers/pytest-plugin tests, which spend their
+## time starting processes and pytest sessions, not on the kernel paths a profile changes
+PROFILE_CI_SKIP := --ignore-glob='tests/test_bench*.py' --ignore=tests/test_pytest_faults.py \
+	--ignore=tests/test_pytest_plugin.py --ignore=tests/test_launcher.py --ignore=tests/test_workers.py \
+	--ignore=tests/test_deploy.py
 profiles-ci: $(STAMP)
-	TRIO_URING_KERNEL=5.15 $(PY) -m pytest -q tests --ignore-glob='tests/test_bench*.py'
+	TRIO_URING_KERNEL=5.15 $(PY) -m pytest -q tests $(PROFILE_CI_SKIP)
 	set -e; for p in 5.19 6.1 6.8; do \
 		echo "== kernel profile $$p"; \
 		TRIO_URING_KERNEL=$$p $(PY) -m pytest -q $(PROFILE_SMOKE); \
@@ -133,15 +138,13 @@ clean:
 	rm -rf .venv-matrix
 
 ## make test-versions: CI's reduced version matrix (docs/quickstart.md, "Supported versions"):
-## the typing check of examples/ and tests/typing, our suite on Python 3.13 (all but the benchmark
-## harness's smoke runs) and the version-sensitive files on 3.12 (3.11 is `unit`; `make test-matrix`
-## runs everything on every Python), trio 0.27's own suite on Python 3.13 (`conformance` is trio 0.35
+## the typing check of examples/ and tests/typing, the version-sensitive files on Python 3.12 and
+## 3.13 (the whole suite on 3.11 is `unit`; `make test-matrix` runs everything on every Python), trio 0.27's own suite on Python 3.13 (`conformance` is trio 0.35
 ## on 3.11), tests/test_anyio.py on anyio 4.4.0 (`unit` has the newest)
 VERSION_SENSITIVE := tests/test_python_versions.py,tests/test_fileops.py,tests/test_path.py,tests/test_files.py,tests/test_lowlevel.py,tests/test_stream.py,tests/test_trio_versions.py,tests/test_typing_usage.py,tests/test_anyio.py
 test-versions: $(STAMP)
 	$(VENV)/bin/mypy --strict examples tests/typing
-	$(PY) tests/matrix/pythons.py --pythons 3.13 --ignore-glob='tests/test_bench*.py'
-	$(PY) tests/matrix/pythons.py --pythons 3.12 --tests $(VERSION_SENSITIVE)
+	$(PY) tests/matrix/pythons.py --pythons 3.12,3.13 --tests $(VERSION_SENSITIVE)
 	$(PY) tests/matrix/trios.py --trios 0.27.0 --python 3.13
 	$(PY) tests/matrix/anyios.py --anyios 4.4.0
 
