@@ -239,10 +239,18 @@ def test_an_idle_run_uses_no_cpu_after_a_burst() -> None:
 
 def test_a_timer_every_50_ms_costs_no_more_with_the_spin() -> None:
     """A run woken by a timer every 50 ms (100 waits in 5 s) uses the same
-    CPU with and without the spin, to within 0.1 % of the 5 s: each wait
+    CPU with and without the spin, to within 0.2 % of the 5 s: each wait
     lasts longer than the budget, so none spins.  (A spin on every wait
     would add 100 budgets, 20 ms at a budget of 200 us.)"""
     seconds = 5.0
-    with_spin = idle_cpu(seconds, "200", tick=0.05)
-    without = idle_cpu(seconds, "0", tick=0.05)
-    assert with_spin - without < 0.001 * seconds, (with_spin, without)
+    # A spin on every wait would add some 20 ms; half of that separates it
+    # from the noise of CPU accounting (a few ms either way), and the best of
+    # three tries keeps a busy moment from failing it.
+    tries = []
+    for _ in range(3):
+        with_spin = idle_cpu(seconds, "200", tick=0.05)
+        without = idle_cpu(seconds, "0", tick=0.05)
+        tries.append((with_spin - without, with_spin, without))
+        if with_spin - without < 0.002 * seconds:
+            break
+    assert min(tries)[0] < 0.002 * seconds, tries

@@ -386,7 +386,9 @@ def test_crashed_worker_is_restarted_and_the_exit_status_says_so() -> None:
         # a new process serves
         deadline = time.monotonic() + PATIENCE
         while True:
-            with contextlib.suppress(ConnectionRefusedError):
+            # Refused until the new worker listens; seen once under CI (not
+            # understood yet, noted in the closing note): reset while it starts.
+            with contextlib.suppress(ConnectionRefusedError, ConnectionResetError):
                 second = who(srv.port)
                 break
             assert time.monotonic() < deadline
