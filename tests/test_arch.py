@@ -26,6 +26,8 @@ from trio_uring import _kernel as k
 from trio_uring._bufring import BufRing
 from trio_uring._ring import Ring
 
+from .helpers import needs, needs_mode
+
 MODES = ("defer", "coop", "plain")
 
 
@@ -246,6 +248,7 @@ def test_cqes_posted_by_io_wq_workers_are_read_whole(mode: str) -> None:
     read before the kernel's write reached this CPU would show an earlier
     lap's user_data (a duplicate).  On x86_64 this passes by TSO; on a weakly
     ordered CPU it is what the fences in Ring._reap_cq are for."""
+    needs_mode(mode)
     total, window = 4000, 8
     seen: set[int] = set()
     deadline = time.monotonic() + _GUARD_SECONDS
@@ -269,6 +272,8 @@ def test_buffer_ring_shared_with_io_wq_workers(mode: str) -> None:
     """RECVs forced to io-wq pick provided buffers on worker threads while we
     recycle buffers into the same 4-slot ring; every datagram must arrive
     whole, in a buffer the ring was offering (the tail store is a release)."""
+    needs_mode(mode)
+    needs("buf_ring", "provided-buffer rings (5.19)")
     total, window = 600, 2
     page = os.sysconf("SC_PAGE_SIZE")
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
