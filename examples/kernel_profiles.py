@@ -46,6 +46,8 @@ async def echo(messages: int) -> dict[str, int]:
                 assert got == message, (got, message)
         nursery.cancel_scope.cancel()
     stats = trio.lowlevel.current_statistics().io_statistics
+    if not isinstance(stats, trio_uring.UringStatistics):
+        raise RuntimeError(f"expected the io_uring backend, got {stats.backend!r}")
     return dict(stats.ops_submitted)
 
 
