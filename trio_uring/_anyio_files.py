@@ -335,6 +335,10 @@ def _hook(fileio: types.ModuleType) -> None:
     """Replace anyio's file API in ``fileio`` (anyio._core._fileio)."""
     if _State.hooked is fileio:
         return
+    if not all(hasattr(fileio, name) for name in ("open_file", "wrap_file", "Path", "CapacityLimiter")):
+        # An anyio whose _fileio lacks what the hook builds on (anyio 4.4's
+        # has no CapacityLimiter there): its own file API runs, unchanged.
+        return
     hooks = _Hooks(fileio)
     saved = _State.saved
     fileio.__dict__[_GLOBAL] = hooks
