@@ -21,10 +21,11 @@ the backend its trio run is on.
 it starts hypercorn under ``trio-uring run``, waits until every worker has
 said it started on io_uring, sends 20 requests (each on a new connection),
 checks that each was served on io_uring by one of hypercorn's worker
-processes, stops hypercorn with SIGTERM and prints which worker served how
-many.  (Which worker accepts a connection is the kernel's choice: all of
-hypercorn's workers accept on one shared socket; docs/deploying.md explains
-why, on io_uring, one worker tends to take them all.)
+processes and that every worker served some, stops hypercorn with SIGTERM
+and prints which worker served how many.  (Which worker accepts a
+connection is the kernel's choice: all of hypercorn's workers accept on one
+shared socket, and each waiting accept() is one ACCEPT request queued in
+that socket's wait queue, so they take turns; docs/deploying.md.)
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ def selftest(workers: int, requests: int) -> None:
         raise AssertionError(f"not everything ran on io_uring: {started} {served}")
     if not set(started) <= children or not {p for p, _ in served} <= set(started):
         raise AssertionError(f"the workers {sorted(started)} are not hypercorn's children {sorted(children)}")
+    if {p for p, _ in served} != set(started):
+        raise AssertionError(f"not every worker served a request: {dict(served)}")
     if proc.returncode != 0 or "Traceback" in stderr:
         raise AssertionError(f"hypercorn did not stop cleanly ({proc.returncode}):\n{stderr}")
     print(f"selftest passed: {workers} hypercorn trio workers on io_uring")

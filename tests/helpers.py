@@ -78,6 +78,14 @@ def needs(capability: str, what: str) -> None:
         pytest.skip(f"kernel profile {record.profile} ({record.release}) lacks {what}; its fallback is tested apart")
 
 
+def use_multishot_accept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opt the runs this test starts in to the listener's multishot ACCEPT
+    (``TRIO_URING_ACCEPT=multishot``; the default is one ACCEPT per call),
+    skipping, saying why, where the kernel (profile) lacks it."""
+    needs("multishot_accept", "multishot ACCEPT (5.19), which TRIO_URING_ACCEPT=multishot opts in to")
+    monkeypatch.setenv("TRIO_URING_ACCEPT", "multishot")
+
+
 def recv_wait_op() -> str:
     """The opcode a receive that has to wait submits: a RECV into a
     provided buffer (5.19+), or a POLL_ADD before it (the fallback)."""

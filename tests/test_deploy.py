@@ -25,8 +25,6 @@ from typing import Any
 
 import pytest
 
-from .helpers import kernel
-
 ROOT = Path(__file__).resolve().parent.parent
 PATIENCE = 60.0
 
@@ -78,7 +76,7 @@ def test_hypercorn_trio_workers_under_python_dash_m_launcher() -> None:
         assert set(started.values()) == {"io_uring"}
         served = get_many(port, 10)
         assert {backend for _, backend in served} == {"io_uring"}
-        assert {pid for pid, _ in served} <= set(started)
+        assert {pid for pid, _ in served} == set(started), f"not both workers served: {served}"
     finally:
         status, stderr = stop(proc)
     assert status == 0, stderr
@@ -157,20 +155,12 @@ def _shared_listener_child(sock: socket.socket, backend: str, ready: Any) -> Non
 
 
 @pytest.mark.parametrize("backend", ["trio", "io_uring"])
-def test_processes_sharing_one_listener_all_get_connections(backend: str, request: pytest.FixtureRequest) -> None:
+def test_processes_sharing_one_listener_all_get_connections(backend: str) -> None:
     """hypercorn's and gunicorn's model: the parent binds one socket, every
     worker accepts on it.  Sequential connections, each to whichever worker
-    the kernel wakes."""
-    if backend == "io_uring" and kernel().multishot_accept:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="known: a multishot ACCEPT stays first in the listener's exclusive wait queue, so the "
-                "process that armed it first takes every connection (docs/deploying.md); per-worker "
-                "SO_REUSEPORT sockets (trio_uring.workers) avoid it. Without multishot ACCEPT (before 5.19, "
-                "or the 5.15 profile) each accept() is one ACCEPT and the processes share the connections",
-            )
-        )
+    the kernel wakes: on io_uring each accept() is one ACCEPT request, which
+    queues behind the other worker's (a multishot ACCEPT would stay first in
+    the socket's exclusive wait queue and take every connection)."""
     ctx = multiprocessing.get_context("spawn")
     with socket.create_server(("127.0.0.1", 0), backlog=128) as sock:
         port = sock.getsockname()[1]

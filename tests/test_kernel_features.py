@@ -269,22 +269,33 @@ async def _recv_into_list(sock: trio.socket.SocketType, out: list[bytes]) -> Non
     out.append(await sock.recv(100))
 
 
-def test_multishot_accept_fallback_accepts_one_per_call(profile_5_15: None) -> None:
-    """Before 5.19 each accept() is one ACCEPT; cancelling one in flight
-    loses no connection, and the peer address is reported."""
+def test_multishot_accept_fallback_accepts_one_per_call(profile_5_15: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before 5.19 ``TRIO_URING_ACCEPT=multishot`` is ignored: each accept()
+    that has to wait is one ACCEPT; cancelling one in flight loses no
+    connection, and the peer address is reported."""
+    monkeypatch.setenv("TRIO_URING_ACCEPT", "multishot")
 
     async def main() -> None:
         m = manager()
         assert not m.kernel.multishot_accept
+        assert not m.accept_multishot
         listener = trio.socket.socket()
         await listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         with listener:
             with trio.move_on_after(0.05):
                 await listener.accept()
-            clients = [socket.create_connection(listener.getsockname()) for _ in range(3)]
-            for c in clients:
-                conn, address = await listener.accept()
+            for _ in range(3):
+                got: list[tuple[trio.socket.SocketType, object]] = []
+
+                async def accept_one(got: list[tuple[trio.socket.SocketType, object]] = got) -> None:
+                    got.append(await listener.accept())
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(accept_one)
+                    await trio.testing.wait_all_tasks_blocked()  # parked in its ACCEPT
+                    c = socket.create_connection(listener.getsockname())
+                conn, address = got[0]
                 with conn:
                     assert address == c.getsockname()
                     c.sendall(b"hi")

@@ -59,6 +59,7 @@ from .helpers import (
     ops_submitted,
     run,
     run_child,
+    use_multishot_accept,
 )
 
 PATTERN = bytes(random.Random(7).randbytes(1 << 20))
@@ -256,11 +257,17 @@ def test_a_sender_parked_after_the_peers_eof_does_not_spin() -> None:
 # ---- EMFILE while clients keep arriving ------------------------------------------------
 
 
-def test_serve_listeners_rides_out_emfile_while_clients_keep_arriving() -> None:
+@pytest.mark.parametrize("accept_mode", ["single", "multishot"])
+def test_serve_listeners_rides_out_emfile_while_clients_keep_arriving(
+    accept_mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Thirty clients at once against a process two fds short: the
-    multishot ACCEPT keeps failing with EMFILE, serve_listeners logs, sleeps
+    accept keeps failing with EMFILE (accept4(2) or the ACCEPT request; in
+    multishot mode the multishot ACCEPT), serve_listeners logs, sleeps
     and retries, and as handlers finish and free their fds every client is
     served, none lost from the backlog or from trio_uring's accept queue."""
+    if accept_mode == "multishot":
+        use_multishot_accept(monkeypatch)  # the child inherits the environment
     code = textwrap.dedent(
         """
         import functools, logging, os, resource, socket, trio, trio_uring
@@ -571,8 +578,8 @@ def test_a_child_process_inherits_no_ring_fd() -> None:
     although they inherit every fd not marked close-on-exec."""
 
     async def main() -> dict[str, dict[str, str]]:
-        # a socket round trip first, so the run has its buffer ring and a
-        # multishot ACCEPT too
+        # a socket round trip first, so the run has its buffer ring and an
+        # ACCEPT too
         client, server = await tcp_pair()
         await client.send_all(b"x")
         assert await server.receive_some() == b"x"
@@ -786,7 +793,7 @@ def test_runs_one_after_another_and_in_threads_each_with_its_own_ring() -> None:
         result = run(tcp_session)
         assert result["mode"] == auto_mode()
         assert result["ops"]["RECV" if kernel().buf_ring else "POLL_ADD"] >= 1
-        assert result["ops"]["ACCEPT"] >= 1
+        assert result["ops"]["CONNECT"] >= 1  # (the accept found its connection waiting: accept4(2))
     seq_seconds = time.monotonic() - start
     assert fd_count() == baseline
     assert io_uring_fds() == rings_before
@@ -828,10 +835,11 @@ PAIRS = 2500 if STRESS == 1 else 7000
 
 
 @pytest.mark.parametrize("ending", ["cancelled", "exception"])
-def test_a_run_ends_promptly_with_thousands_of_operations_in_flight(ending: str) -> None:
+def test_a_run_ends_promptly_with_thousands_of_operations_in_flight(ending: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """2 x PAIRS receives parked on socketpairs (UringSocket.recv on one
     end, lowlevel.recv_into on the other), cancelled readiness waits whose
-    polls the kernel still holds, and a listener's armed multishot ACCEPT;
+    polls the kernel still holds, and a listener's armed multishot ACCEPT
+    (where the kernel has it: TRIO_URING_ACCEPT=multishot);
     then the run ends by cancellation or by an exception.  It ends promptly,
     leaks no fd, warns nothing, keeps no buffer for the kernel, and no
     cancelled receive took a byte."""
@@ -839,6 +847,8 @@ def test_a_run_ends_promptly_with_thousands_of_operations_in_flight(ending: str)
     class Boom(Exception):
         pass
 
+    if kernel().multishot_accept:
+        monkeypatch.setenv("TRIO_URING_ACCEPT", "multishot")
     with nofile_at_least(2 * PAIRS + 1000):
         baseline = fd_count()
         leaked_before = len(_manager._LEAKED)

@@ -33,13 +33,13 @@ from .helpers import (
     ipv6_available,
     kernel,
     manager,
-    needs,
     nofile_at_least,
     ops_submitted,
     recv_wait_op,
     requests_and_records,
     run,
     run_child,
+    use_multishot_accept,
 )
 
 
@@ -140,8 +140,8 @@ def test_streams_move_their_bytes_through_io_uring() -> None:
     assert delta[recv_wait_op()] >= 1
     assert delta.get("SEND", 0) < 200
     assert delta["CONNECT"] == 1
-    # the multishot ACCEPT, armed once (before 5.19: one per accept() call)
-    assert delta.get("ACCEPT", 0) <= (1 if kernel().multishot_accept else 2)
+    # accept4(2) first, then at most one ACCEPT per accept() call
+    assert delta.get("ACCEPT", 0) <= 2
     if kernel().buf_ring:
         assert delta.get("POLL_ADD", 0) == 0  # no readiness polling on the data path
     else:  # before 5.19 a receive that waits is a POLL_ADD, then recv(2): never a RECV
@@ -166,6 +166,7 @@ def test_unix_stream_sockets(tmp_path: Path) -> None:
                 await stream.aclose()
 
             nursery.start_soon(serve)
+            await trio.testing.wait_all_tasks_blocked()  # serve() waits in an ACCEPT
             client = await trio.open_unix_socket(path)
             await client.send_all(b"abcdef")
             assert await client.receive_some() == b"fedcba"
@@ -369,8 +370,96 @@ def test_cancelled_accept_loses_no_connection() -> None:
     run(main)
 
 
-def test_accept_queue_is_bounded_and_drains_in_order() -> None:
-    needs("multishot_accept", "multishot ACCEPT (5.19), whose queue this tests")
+def test_accept_cancelled_while_connections_arrive_loses_none() -> None:
+    """The default path (accept4(2), else one ACCEPT per call): accept()
+    cancelled at moments spread around a client's arrival.  Every
+    connection ends up with exactly one accept() -- the cancelled one's,
+    if the kernel completed its ACCEPT first, or a later one's from the
+    backlog -- with its own bytes, and no fd is left behind."""
+    clients_n = 150
+
+    async def main() -> None:
+        fds = fd_count()
+        listener = trio.socket.socket()
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen(clients_n)
+        accepted: list[tuple[trio.socket.SocketType, Any]] = []
+        clients: list[socket.socket] = []
+        outcomes = {"cancelled": 0, "delivered": 0}
+        before = ops_submitted().get("ACCEPT", 0)
+        with listener:
+            for i in range(clients_n):
+                scope = trio.CancelScope()
+
+                async def accept_one(scope: trio.CancelScope = scope) -> None:
+                    with scope:
+                        accepted.append(await listener.accept())
+                    if scope.cancelled_caught:
+                        outcomes["cancelled"] += 1
+                    else:
+                        outcomes["delivered"] += 1
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(accept_one)
+                    await trio.sleep(0.001)  # its ACCEPT is in the kernel
+                    c = socket.create_connection(listener.getsockname())
+                    c.sendall(b"client %d" % i)
+                    clients.append(c)
+                    if i % 15:
+                        await trio.sleep((i % 15) * 20e-6)
+                    scope.cancel()
+                if len(accepted) < len(clients):
+                    # cancelled first: the connection waited in the backlog
+                    # (taken now, so that the next ACCEPT finds it empty)
+                    with trio.fail_after(10):
+                        accepted.append(await listener.accept())
+            # nothing more is waiting: each connection was taken once
+            with trio.move_on_after(0.05) as extra:
+                await listener.accept()
+            assert extra.cancelled_caught
+        by_peer = {c.getsockname(): (i, c) for i, c in enumerate(clients)}
+        assert len({address for _, address in accepted}) == clients_n
+        for conn, address in accepted:
+            i, _c = by_peer[address]
+            with conn:
+                want = b"client %d" % i
+                got = b""
+                while len(got) < len(want):
+                    got += await conn.recv(100)
+                assert got == want
+        for c in clients:
+            c.close()
+        assert ops_submitted()["ACCEPT"] - before >= clients_n  # each accept() waited in an ACCEPT
+        assert fd_count() == fds
+        print(f"\naccept() cancelled as a client arrived: {outcomes}")
+
+    run(main)
+
+
+def test_accept_mode_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TRIO_URING_ACCEPT: unset or ``single`` is one ACCEPT per call,
+    ``multishot`` the listener's multishot ACCEPT where the kernel has it,
+    anything else a ValueError naming the variable when the run starts."""
+    modes = []
+
+    async def main() -> None:
+        modes.append(manager().accept_multishot)
+
+    monkeypatch.delenv("TRIO_URING_ACCEPT", raising=False)
+    run(main)
+    monkeypatch.setenv("TRIO_URING_ACCEPT", " Single ")
+    run(main)
+    monkeypatch.setenv("TRIO_URING_ACCEPT", "multishot")
+    run(main)
+    assert modes == [False, False, kernel().multishot_accept]
+    for bad in ("multi", "1", "single,multishot"):
+        monkeypatch.setenv("TRIO_URING_ACCEPT", bad)
+        with pytest.raises(ValueError, match="TRIO_URING_ACCEPT must be 'single' or 'multishot'"):
+            run(main)
+
+
+def test_accept_queue_is_bounded_and_drains_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_multishot_accept(monkeypatch)
     clients_n = ACCEPT_QUEUE_LIMIT * 3
 
     async def main() -> None:
@@ -409,8 +498,8 @@ def test_accept_queue_is_bounded_and_drains_in_order() -> None:
     run(main)
 
 
-def test_closing_a_listener_closes_its_queued_connections() -> None:
-    needs("multishot_accept", "multishot ACCEPT (5.19), whose queue this tests")
+def test_closing_a_listener_closes_its_queued_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_multishot_accept(monkeypatch)
     async def main() -> None:
         fds = fd_count()
         listener = trio.socket.socket()
@@ -941,12 +1030,18 @@ def test_data_already_waiting_is_taken_with_recv_and_waiting_is_a_RECV() -> None
     run(main)
 
 
-def test_a_listener_garbage_collected_without_close_stops_listening() -> None:
-    """The stdlib socket's finalizer closes the fd, but the multishot ACCEPT
-    holds the listening socket in the kernel; trio_uring ends the request
-    when the listener is collected, so the port refuses connections again
-    and no accepted fd is left behind."""
-    needs("multishot_accept", "multishot ACCEPT (5.19); one ACCEPT per call holds the listener only while a task waits in accept()")
+@pytest.mark.parametrize("accept_mode", ["single", "multishot"])
+def test_a_listener_garbage_collected_without_close_stops_listening(
+    accept_mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stdlib socket's finalizer closes the fd.  With one ACCEPT per
+    call, the cancelled accept() took its request with it, so nothing holds
+    the socket; a multishot ACCEPT holds the listening socket in the kernel,
+    and trio_uring ends the request when the listener is collected.  Either
+    way the port refuses connections again and no accepted fd is left
+    behind."""
+    if accept_mode == "multishot":
+        use_multishot_accept(monkeypatch)
     import gc
     import warnings
 
@@ -957,7 +1052,7 @@ def test_a_listener_garbage_collected_without_close_stops_listening() -> None:
         listener.listen()
         port = listener.getsockname()[1]
         with trio.move_on_after(0.01):
-            await listener.accept()  # arms the multishot ACCEPT
+            await listener.accept()  # parks on an ACCEPT (multishot: left armed)
         # (not ops_in_flight: it counts trio's run_sync_soon wake-up wait,
         # which ends when the finalizer wakes the run -- on a slow machine,
         # Linux 6.1 under emulation, before the ACCEPT's cancellation did)
@@ -966,11 +1061,15 @@ def test_a_listener_garbage_collected_without_close_stops_listening() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             gc.collect()
-        for _ in range(1000):
-            await trio.sleep(0.001)
-            if requests_and_records(manager())[0] < in_flight:
-                break
-        assert requests_and_records(manager())[0] == in_flight - 1
+        if accept_mode == "multishot":
+            for _ in range(1000):
+                await trio.sleep(0.001)
+                if requests_and_records(manager())[0] < in_flight:
+                    break
+            assert requests_and_records(manager())[0] == in_flight - 1
+        else:
+            await trio.sleep(0.01)
+            assert requests_and_records(manager())[0] == in_flight  # nothing of the listener's was in flight
         probe = socket.socket()
         with probe, pytest.raises(ConnectionRefusedError):
             probe.connect(("127.0.0.1", port))

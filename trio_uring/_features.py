@@ -327,7 +327,9 @@ class KernelFeatures:
         if not self.buf_ring:
             out.append("provided-buffer rings (5.19): a receive waits for readiness (POLL_ADD), then recv(2)")
         if not self.multishot_accept:
-            out.append("multishot ACCEPT (5.19): one ACCEPT per accept() call")
+            out.append(
+                "multishot ACCEPT (5.19): TRIO_URING_ACCEPT=multishot is ignored (one ACCEPT per accept() call, the default)"
+            )
         if not self.cancel_any:
             out.append("ASYNC_CANCEL_ANY (5.19): at close, one ASYNC_CANCEL per request")
         if not self.has_op("FTRUNCATE"):

@@ -140,6 +140,27 @@ def spin_budget() -> float:
     return us / 1e6
 
 
+#: the environment variable that chooses how accept() takes connections
+ACCEPT_ENV: Final = "TRIO_URING_ACCEPT"
+
+
+def accept_multishot_wanted() -> bool:
+    """``TRIO_URING_ACCEPT``: ``single`` (the default) takes one connection per
+    ``accept()`` call, with one ACCEPT request when the backlog is empty, as
+    trio's own backend does; ``multishot`` keeps one multishot ACCEPT armed
+    per listener (5.19+), which accepts connections before any task asks.
+    The default is single because a multishot ACCEPT stays first in the
+    listening socket's exclusive wait queue: processes sharing one listener
+    (hypercorn ``--workers``, a pre-fork server) would see every connection
+    go to one of them."""
+    value = os.environ.get(ACCEPT_ENV, "").strip().lower()
+    if value in ("", "single"):
+        return False
+    if value == "multishot":
+        return True
+    raise ValueError(f"{ACCEPT_ENV} must be 'single' or 'multishot', not {value!r}")
+
+
 #: threading's own tables of started and starting threads (what
 #: threading.active_count() adds up, read here without its lock)
 _THREAD_TABLES: Final[tuple[Any, ...]] = tuple(
@@ -319,6 +340,9 @@ class UringIOManager:
         #: how long the last blocking wait took
         self._spin = spin_budget()
         self._last_wait = 0.0
+        #: accept() keeps a multishot ACCEPT armed per listener (opt-in,
+        #: TRIO_URING_ACCEPT=multishot, where the kernel has it)
+        self.accept_multishot = accept_multishot_wanted() and self.kernel.multishot_accept
 
     # ---- helpers --------------------------------------------------------------
 

@@ -24,7 +24,7 @@ provided buffer (the kernel picks it when data arrives, so a waiting
 receive holds no memory), ``recv_into`` a RECV into the caller's buffer,
 the ``recvfrom``/``recvmsg`` family RECVMSG, ``send`` SEND,
 ``sendto``/``sendmsg`` SENDMSG.  ``connect`` is one CONNECT, and
-``accept`` takes connections from a multishot ACCEPT (below).
+``accept`` is ``accept4(2)``, then one ACCEPT if the backlog is empty (below).
 Cancellation follows the table in ``_manager.py``: ``Cancelled`` means
 the operation did not happen; an operation that completed first is
 delivered.  Under :mod:`trio_uring.testing` every call is an io_uring
@@ -35,7 +35,7 @@ Where the kernel lacks a feature (the ring's kernel record,
 results: without provided-buffer rings (before 5.19) a ``recv`` that has
 to wait waits for readiness with a POLL_ADD -- which holds no buffer and
 is simply forgotten when cancelled -- and then calls ``recv(2)``; without
-multishot ACCEPT (before 5.19) each ``accept()`` is one ACCEPT request.
+multishot ACCEPT (before 5.19) ``TRIO_URING_ACCEPT=multishot`` changes nothing.
 
 Anything the io_uring path would answer differently from trio goes to
 trio's own method instead, so errors and edge cases are trio's exactly:
@@ -48,10 +48,20 @@ dropped: trio's methods wait anyway.
 accept
 ------
 
-The first ``accept()`` on a listener starts a multishot ACCEPT (5.19+;
-before that, each call is one ACCEPT): from then on
-the kernel accepts connections as they arrive, one CQE each, and keeps the
-request armed.  Connections no ``accept()`` is waiting for are kept in order
+Each ``accept()`` first calls ``accept4(2)`` without blocking, as trio's own
+method does; only if the backlog is empty does the task park, on one ACCEPT
+request, which the kernel completes with the next connection.  That request
+sits in the listening socket's wait queue only while a task waits, so
+several processes sharing one listener (hypercorn ``--workers``, a
+pre-forked server) take connections in turn.
+
+``TRIO_URING_ACCEPT=multishot`` (read when a run starts; 5.19+, ignored
+before) keeps one multishot ACCEPT armed per listener instead: the kernel
+accepts connections as they arrive, one CQE each, and keeps the request
+armed -- also while no task is in ``accept()``.  Use it only for a listener
+one process owns: a multishot ACCEPT stays first in the socket's exclusive
+wait queue, so with a shared listener one process gets every connection.
+Connections no ``accept()`` is waiting for are kept in order
 for the next call; a cancelled ``accept()`` therefore loses nothing (the
 connection waits, as it would in the kernel's backlog).  At 16 waiting
 connections the request is cancelled, leaving further ones in the backlog,
@@ -291,15 +301,24 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
     # ---- accept / connect --------------------------------------------------------------
 
     async def accept(self) -> tuple[trio.socket.SocketType, Any]:
-        """Like :meth:`socket.socket.accept`, but async (multishot ACCEPT)."""
+        """Like :meth:`socket.socket.accept`, but async: ``accept4(2)``, else one
+        ACCEPT request (or, with ``TRIO_URING_ACCEPT=multishot``, the
+        listener's multishot ACCEPT)."""
         m = self._uring()
         fd = self._sock.fileno()
         if m is None or fd < 0:
             return await super().accept()  # type: ignore[no-any-return]
-        if m.force_ring or not m.kernel.multishot_accept:
-            # One ACCEPT request per call: before 5.19 (no multishot ACCEPT),
-            # and under trio_uring.testing, so that each accept is an
-            # operation the faults can reach.
+        if m.force_ring or not m.accept_multishot:
+            # The default: accept4(2) at once, as trio does, and one ACCEPT
+            # request only if the backlog is empty.  The request is in the
+            # listener's wait queue only while a task waits in accept(), so
+            # processes sharing a listener take turns (a multishot ACCEPT
+            # would stay first in that exclusive queue and take them all).
+            # Under trio_uring.testing every accept is an ACCEPT request, so
+            # that faults reach it.
+            got = await self._now(m, self._sock.accept)
+            if got is not None:
+                return UringSocket(got[0]), got[1]
             new_fd, _address = await _sockops.accept(m, fd)
             return self._adopt(new_fd)
         acceptor = self._acceptor
