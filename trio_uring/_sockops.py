@@ -25,11 +25,28 @@ from . import _kernel as k
 from ._manager import READER, WRITER, UringIOManager
 from ._sockaddr import MAX_LEN, SOCKADDR_MAX, MsgMemory, parse_sockaddr
 
-__all__ = ["accept", "connect", "recv", "recv_into", "recvmsg", "recvmsg_bytes", "send", "sendmsg"]
+__all__ = ["accept", "connect", "recv", "recv_into", "recvmsg", "recvmsg_bytes", "send", "sendmsg", "syscall_first"]
 
 _F_BUFFER: Final = k.IORING_CQE_F_BUFFER
 _BUFFER_SHIFT: Final = k.IORING_CQE_BUFFER_SHIFT
 _F_SOCK_NONEMPTY: Final = k.IORING_CQE_F_SOCK_NONEMPTY
+
+
+async def syscall_first(call: Callable[..., Any], *args: Any) -> Any:
+    """The system call at once, as trio's own methods do: a cancel check, the
+    call, a schedule point.  None if it would block (no schedule point yet:
+    the io_uring request that follows parks).  The hottest paths
+    (``UringSocket.recv``/``send``, ``SocketStream``'s) write this out."""
+    await checkpoint_if_cancelled()
+    try:
+        result = call(*args)
+    except BlockingIOError:
+        return None
+    except BaseException:
+        await cancel_shielded_checkpoint()
+        raise
+    await cancel_shielded_checkpoint()
+    return result
 
 
 async def recv(
@@ -91,16 +108,8 @@ async def _recv_when_readable(
         # trio's own methods do: its errors (ENOTSOCK, EBADF ...) are then
         # recv(2)'s, where a readiness wait on a non-socket might never end.
         recv_now = _fd_recv(fd)
-        await checkpoint_if_cancelled()
-        try:
-            data = recv_now(nbytes, flags | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            pass
-        except BaseException:
-            await cancel_shielded_checkpoint()
-            raise
-        else:
-            await cancel_shielded_checkpoint()
+        data = await syscall_first(recv_now, nbytes, flags | socket.MSG_DONTWAIT)
+        if data is not None:
             return data, len(data) == nbytes
     while True:
         await m.wait_readable(fd)

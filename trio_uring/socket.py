@@ -512,22 +512,12 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc,valid-type]
     # ---- sending ------------------------------------------------------------------------
 
     async def _now(self, m: UringIOManager, call: Callable[..., Any], *args: Any) -> Any:
-        """The system call at once, as trio does: a cancel check, the call, a
-        schedule point.  None if it would block (no schedule point yet: the
-        io_uring request that follows parks), or if every operation must be
-        an io_uring request (``m.force_ring``, under trio_uring.testing)."""
+        """The system call at once, as trio does (:func:`._sockops.syscall_first`).
+        None if it would block, or if every operation must be an io_uring
+        request (``m.force_ring``, under trio_uring.testing)."""
         if m.force_ring:
             return None
-        await checkpoint_if_cancelled()
-        try:
-            result = call(*args)
-        except BlockingIOError:
-            return None
-        except BaseException:
-            await cancel_shielded_checkpoint()
-            raise
-        await cancel_shielded_checkpoint()
-        return result
+        return await _sockops.syscall_first(call, *args)
 
     async def send(self, data: Any, flags: int = 0, /) -> int:
         """Like :meth:`socket.socket.send`.  The data is offered to the
