@@ -124,6 +124,12 @@ bench-quick: $(BENCH_STAMP)
 .PHONY: test-arm64
 test-arm64:
 	.ci/arm64/run.sh
+## make bench-compare BEFORE=rev AFTER=rev: trio_uring at two git revisions in one run (echo and
+## files, alternated, each beside stock trio): benchmarks/compare_revs.py
+.PHONY: bench-compare
+bench-compare: $(BENCH_STAMP)
+	$(PY) benchmarks/compare_revs.py $(BEFORE) $(AFTER) $(ARGS)
+
 ## make bench-latency: only the latency cases of make bench (docs/benchmarks.md, "Latency"):
 ## benchmarks/results/latency.json and docs/_static/latency.png
 bench-latency: $(BENCH_STAMP)
