@@ -353,8 +353,11 @@ def files_case(cfg: Config, env: Env) -> dict[str, Any]:
 
 
 def files_run(cfg: Config, script: Path, cpu: int) -> dict[str, Any]:
+    """One run of a file benchmark script (bench_files.py, bench_anyio_files.py)
+    pinned to ``cpu``: its stdout and the JSON it wrote."""
+    name = script.name
     with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch) / "files.json"
+        out = Path(scratch) / f"{script.stem}.json"
         quick = ["--quick"] if cfg.quick else []
         args = [*quick, "--json", str(out)]
         proc = spawn(
@@ -367,14 +370,14 @@ def files_run(cfg: Config, script: Path, cpu: int) -> dict[str, Any]:
         try:
             stdout_b, stderr_b = proc.communicate(timeout=cfg.files_timeout)
         except subprocess.TimeoutExpired:
-            raise BenchError(f"bench_files.py timed out after {cfg.files_timeout:g} s") from None
+            raise BenchError(f"{name} timed out after {cfg.files_timeout:g} s") from None
         finally:
             reap(proc)
         stdout, stderr = stdout_b.decode(), stderr_b.decode()
         if proc.returncode != 0:
-            raise BenchError(f"bench_files.py exited {proc.returncode}: {stderr[-800:]}")
+            raise BenchError(f"{name} exited {proc.returncode}: {stderr[-800:]}")
         if not out.exists():
-            raise BenchError(f"bench_files.py wrote no JSON: {stderr[-400:]}")
+            raise BenchError(f"{name} wrote no JSON: {stderr[-400:]}")
         return {"argv": args, "cpu": cpu, "output": stdout, "data": json.loads(out.read_text())}
 
 

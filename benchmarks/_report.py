@@ -220,14 +220,23 @@ def render_notes(results: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- the plot
 
 
-def plot(results: dict[str, Any], path: Path) -> str:
-    """Write the PNG; return what happened (a sentence for the JSON)."""
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or a sentence saying why not."""
     try:
         import matplotlib
     except ImportError:
         return "skipped: matplotlib is not installed (make bench installs the bench extra)"
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot(results: dict[str, Any], path: Path) -> str:
+    """Write the PNG; return what happened (a sentence for the JSON)."""
+    plt = pyplot()
+    if isinstance(plt, str):
+        return plt
 
     cases = results["cases"]
     fig, axes = plt.subplots(2, 3, figsize=(17, 8))

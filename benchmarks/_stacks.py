@@ -16,16 +16,11 @@ all CPUs, as the ``files`` case.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from _cases import CALL_MAIN, FILE_PLACEMENTS, STOCK, URING, Config, Env, rotated, summarize
-from _harness import BENCH, BenchError, Server, reap, run_wrk, spawn
+from _cases import FILE_PLACEMENTS, STOCK, URING, Config, Env, files_run, rotated, summarize
+from _harness import BENCH, BenchError, Server, run_wrk
 
 #: app -> what the table calls it
 STACK_APPS = {
@@ -96,31 +91,9 @@ def stacks_case(cfg: Config, env: Env) -> dict[str, Any]:
 def anyio_files_case(cfg: Config, env: Env) -> dict[str, Any]:
     script = BENCH / "bench_anyio_files.py"
     wanted = FILE_PLACEMENTS[:1] if cfg.quick else FILE_PLACEMENTS
-    placements = {label: _anyio_files_run(cfg, script, cpu) for label, cpu in wanted}
+    placements = {label: files_run(cfg, script, cpu) for label, cpu in wanted}
     output = "\n".join(f"-- {label} --\n{run['output'].rstrip()}" for label, run in placements.items())
     return {"status": "ok", "placements": placements, "output": output}
-
-
-def _anyio_files_run(cfg: Config, script: Path, cpu: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch) / "anyio_files.json"
-        args = [*(["--quick"] if cfg.quick else []), "--json", str(out)]
-        proc = spawn(
-            [sys.executable, "-c", CALL_MAIN, str(script), *args],
-            cpu=cpu,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            stdout_b, stderr_b = proc.communicate(timeout=cfg.files_timeout)
-        except subprocess.TimeoutExpired:
-            raise BenchError(f"bench_anyio_files.py timed out after {cfg.files_timeout:g} s") from None
-        finally:
-            reap(proc)
-        if proc.returncode != 0 or not out.exists():
-            raise BenchError(f"bench_anyio_files.py exited {proc.returncode}: {stderr_b.decode()[-800:]}")
-        return {"argv": args, "cpu": cpu, "output": stdout_b.decode(), "data": json.loads(out.read_text())}
 
 
 # ---------------------------------------------------------------- for _report.py

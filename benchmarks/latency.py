@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness
 from _cases import has_module, median, ratio_of_medians_by_round, rotated
 from _harness import Server, run_loadgen
+from _report import pyplot
 
 STOCK, URING, NOSPIN = "trio", "trio_uring", "trio_uring-nospin"
 BACKENDS = (STOCK, URING, NOSPIN)
@@ -335,12 +336,9 @@ def render_notes(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> str:
-    try:
-        import matplotlib
-    except ImportError:
-        return "skipped: matplotlib is not installed (make bench installs the bench extra)"
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
+    if isinstance(plt, str):
+        return plt
 
     names = [n for n in CASES if results["cases"].get(n, {}).get("status") == "ok"]
     if not names:
