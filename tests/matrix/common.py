@@ -13,6 +13,7 @@ while pyproject.toml and the pins are unchanged (a stamp file records both).
 
 from __future__ import annotations
 
+import argparse
 import glob
 import hashlib
 import json
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import time
 import tomllib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,3 +126,36 @@ def cpu_minutes() -> float:
     minutes: on a shared machine a steadier measure of cost than wall time."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (usage.ru_utime + usage.ru_stime) / 60
+
+
+#: one combination of a version matrix: (version, Python "3.X", its
+#: executable, extra arguments) -> (the table row, whether it passed)
+RunOne = Callable[[str, str, str, list[str]], tuple[list[str], bool]]
+
+
+def version_matrix(
+    doc: str, flag: str, versions: Sequence[str], python: str, header: list[str], run_one: RunOne
+) -> int:
+    """The loop the package-version matrices share (trios.py, anyios.py):
+    ``--<flag> a,b,...`` (default ``versions``) and ``--python 3.X``
+    (default ``python``); unknown arguments go to ``run_one``.  Runs each
+    version, adds its wall and CPU time to its row, prints the Markdown
+    table; exit status 1 if any failed or the Python is missing."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(f"--{flag}", default=",".join(versions))
+    parser.add_argument("--python", default=python, help="which Python (default: %(default)s)")
+    args, extra = parser.parse_known_args()
+    exe = find_python(args.python)
+    if exe is None:
+        print(f"Python {args.python} not found")
+        return 1
+    rows: list[list[str]] = []
+    ok = True
+    for version in getattr(args, flag).split(","):
+        t0, c0 = time.monotonic(), cpu_minutes()
+        row, passed = run_one(version, args.python, exe, extra)
+        ok = ok and passed
+        rows.append([*row, f"{(time.monotonic() - t0) / 60:.1f} min", f"{cpu_minutes() - c0:.1f} min"])
+    print()
+    print(table([*header, "wall time", "CPU time"], rows))
+    return 0 if ok else 1

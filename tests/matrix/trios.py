@@ -13,14 +13,12 @@ docs/conformance.md; fails if any version has a regression.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import subprocess
 import sys
-import time
 
-from common import PYTHONS, ROOT, cpu_minutes, find_python, full_version, table, venv
+from common import PYTHONS, ROOT, full_version, venv, version_matrix
 
 TRIOS = ("0.27.0", "0.28.0", "0.29.0", "0.30.0", "0.31.0", "0.32.0", "0.33.0", "0.34.0", "0.35.0")
 
@@ -33,63 +31,32 @@ def passed(line_prefix: str, out: str) -> str:
     return n.group(1) if n else "0"
 
 
+def run_one(version: str, python: str, exe: str, extra: list[str]) -> tuple[list[str], bool]:
+    print(f"== trio {version} on Python {python} ({exe})", flush=True)
+    py = venv(f"trio-{version}-py{python}", exe, [f"trio=={version}"])
+    got = subprocess.run([str(py), "-c", "import trio; print(trio.__version__)"], capture_output=True, text=True)
+    if got.stdout.strip() != version:
+        raise SystemExit(f"the venv for trio {version} has trio {got.stdout.strip() or got.stderr}")
+    env = {"TRIO_URING_CONFORMANCE_TIMEOUT": "10800", **os.environ}
+    proc = subprocess.run(
+        [str(py), str(ROOT / "tests" / "conformance" / "run.py"), *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    out = proc.stdout + proc.stderr
+    print(out[-12000:], flush=True)
+    m = re.search(r"FAIL: (\d+) test\(s\) pass on stock", out)
+    regressions = m.group(1) if m else ("0" if proc.returncode == 0 else "run failed")
+    allowed = len(re.findall(r"^allowed difference: ", out, re.MULTILINE))
+    row = [version, full_version(exe), passed("stock trio", out), passed("trio_uring", out), regressions, str(allowed)]
+    return row, proc.returncode == 0
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trios", default=",".join(TRIOS))
-    parser.add_argument("--python", default=PYTHONS[-1], help="which Python (default: the newest, %(default)s)")
-    args, extra = parser.parse_known_args()
-    exe = find_python(args.python)
-    if exe is None:
-        print(f"Python {args.python} not found")
-        return 1
-    rows: list[list[str]] = []
-    ok = True
-    for version in args.trios.split(","):
-        print(f"== trio {version} on Python {args.python} ({exe})", flush=True)
-        t0, c0 = time.monotonic(), cpu_minutes()
-        py = venv(f"trio-{version}-py{args.python}", exe, [f"trio=={version}"])
-        got = subprocess.run([str(py), "-c", "import trio; print(trio.__version__)"], capture_output=True, text=True)
-        if got.stdout.strip() != version:
-            raise SystemExit(f"the venv for trio {version} has trio {got.stdout.strip() or got.stderr}")
-        env = {"TRIO_URING_CONFORMANCE_TIMEOUT": "10800", **os.environ}
-        proc = subprocess.run(
-            [str(py), str(ROOT / "tests" / "conformance" / "run.py"), *extra],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        out = proc.stdout + proc.stderr
-        print(out[-12000:], flush=True)
-        m = re.search(r"FAIL: (\d+) test\(s\) pass on stock", out)
-        regressions = m.group(1) if m else ("0" if proc.returncode == 0 else "run failed")
-        allowed = len(re.findall(r"^allowed difference: ", out, re.MULTILINE))
-        ok = ok and proc.returncode == 0
-        rows.append(
-            [
-                version,
-                full_version(exe),
-                passed("stock trio", out),
-                passed("trio_uring", out),
-                regressions,
-                str(allowed),
-                f"{(time.monotonic() - t0) / 60:.1f} min",
-                f"{cpu_minutes() - c0:.1f} min",
-            ]
-        )
-    print()
-    header = [
-        "trio",
-        "Python",
-        "stock passed",
-        "trio_uring passed",
-        "regressions",
-        "allowed differences",
-        "wall time",
-        "CPU time",
-    ]
-    print(table(header, rows))
-    return 0 if ok else 1
+    header = ["trio", "Python", "stock passed", "trio_uring passed", "regressions", "allowed differences"]
+    return version_matrix(__doc__ or "", "trios", TRIOS, PYTHONS[-1], header, run_one)
 
 
 if __name__ == "__main__":
