@@ -18,6 +18,7 @@ one stock run.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import subprocess
@@ -36,6 +37,21 @@ markers =
     redistributors_should_skip: tests that should be skipped by downstream redistributors
 xfail_strict = true
 """
+
+
+#: seconds one trio test may take before pytest-timeout fails it (with
+#: TRIO_URING_CONFORMANCE_TEST_TIMEOUT): a guard against one hung test
+#: holding the whole run, not a speed limit.  Seen: stock trio 0.27.0's
+#: test_ki_protection_works looping (15 CPU minutes) on Python 3.13.0 on a
+#: loaded machine, where alone it passes in half a second.
+TEST_TIMEOUT = "600"
+
+
+def per_test_timeout() -> list[str]:
+    """``--timeout=...`` where pytest-timeout is installed (the test extra)."""
+    if importlib.util.find_spec("pytest_timeout") is None:
+        return []
+    return [f"--timeout={os.environ.get('TRIO_URING_CONFORMANCE_TEST_TIMEOUT', TEST_TIMEOUT)}"]
 
 
 def allowed_failures() -> set[str]:
@@ -65,6 +81,7 @@ def run_suite(
         # trio's slow tests too: they exercise the IO manager hardest.
         "--run-slow",
         f"--junitxml={junit}",
+        *per_test_timeout(),
         *extra,
     ]
     print(f"== trio's suite on {label}: {' '.join(cmd[3:])}", flush=True)
