@@ -60,6 +60,7 @@ from typing import Any, ClassVar, Final
 
 import sniffio
 
+from ._anyio_wrap import make_plain_class, plain_file
 from ._file import UringFile, current_manager
 from ._file import open_file as uring_open_file
 from ._path import Path as UringPath
@@ -210,6 +211,18 @@ def _make_async_file_class(base: Any) -> type:
     return UringAsyncFile
 
 
+_plain_classes: dict[type, type] = {}
+
+
+def _plain_file_class(base: type) -> type:
+    """The ``anyio.AsyncFile`` subclass for ``wrap_file`` of a plain binary
+    file (:mod:`trio_uring._anyio_wrap`), made once per class object."""
+    cls = _plain_classes.get(base)
+    if cls is None:
+        cls = _plain_classes[base] = make_plain_class(base)
+    return cls
+
+
 def _as_anyio(fileio: types.ModuleType, f: Any, limiter: Any) -> Any:
     """The anyio file object for what trio_uring.open_file returned."""
     if isinstance(f, UringFile):
@@ -257,10 +270,26 @@ class _Hooks:
             return self.wrap_file(*args, **kwargs)  # anyio's own TypeError
         file = bound.arguments["file"]
         limiter = bound.arguments.get("limiter")
+        if not self.limiter_ok(limiter):
+            return self.wrap_file(*args, **kwargs)  # anyio's own error
         owner = _OWNERS.get(file) if _hashable_weakref(file) else None
-        if owner is None or owner.wrapped is not file or not self.limiter_ok(limiter):
-            return self.wrap_file(*args, **kwargs)
-        return _async_file_class(self.fileio.AsyncFile)(owner, limiter=limiter)
+        if owner is not None and owner.wrapped is file:
+            return _async_file_class(self.fileio.AsyncFile)(owner, limiter=limiter)
+        if _may_run_on_io_uring():
+            plain = plain_file(file)
+            if plain is not None:
+                return _plain_file_class(self.fileio.AsyncFile)(file, plain, limiter=limiter)
+        return self.wrap_file(*args, **kwargs)
+
+
+def _may_run_on_io_uring() -> bool:
+    """May a file wrapped now be used on io_uring: no async library in this
+    thread (wrapped before a run), or a trio task on io_uring?"""
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return True
+    return library == "trio" and on_io_uring()
 
 
 def _hashable_weakref(obj: object) -> bool:

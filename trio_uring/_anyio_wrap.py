@@ -1,0 +1,688 @@
+"""``anyio.wrap_file`` of a plain ``open()`` binary file, with its I/O in the ring.
+
+The object is CPython's own -- ``FileIO``, or a ``BufferedReader`` /
+``BufferedWriter`` / ``BufferedRandom`` over one -- and its buffers live in C,
+out of our reach; its raw reads are read(2) calls.  So its I/O is not done
+*by* the object: this module does the same I/O at explicit offsets in the
+ring and then sets the object to where its own call would have left it.
+Results, exceptions, ``tell()`` and the bytes on disk after every call are
+those of anyio's own ``AsyncFile`` (the object's method in a worker thread);
+``tests/test_anyio_files.py`` checks that, call by call, against anyio on
+stock trio.
+
+The model
+---------
+
+Between two calls the object is kept in a state we know exactly: it holds no
+read-ahead, and its write buffer holds exactly :attr:`PlainFile.pending`
+(bytes we gave it, to go to the file at :attr:`PlainFile.pend_at`, the fd's
+offset).  Every call starts by checking that (two ``lseek``: the object's
+``tell()`` and the fd's offset); should the program have used the object
+itself in between, a BufferedReader's read-ahead is dropped (the bytes are
+read again, from the file), and a writable object whose buffer may now hold
+bytes we do not know gives up: anyio's own code serves it from then on.
+
+* **reads** (``read``, ``read1``, ``readinto``, ``readinto1``, ``readline``,
+  ``readlines``): READs at explicit offsets from the logical position (a
+  ``FileIO`` makes one, as its one read(2); a buffered object reads until it
+  has ``n`` bytes or the end of the file, as CPython's loop does), then
+  ``seek`` to just past the bytes returned: the object and the fd end where
+  the object's own read would have left them (minus a read-ahead, which only
+  a file changed by someone else between two calls could tell).  A buffered
+  object that holds pending writes writes them first, where CPython does
+  (every read but ``read(0)`` and ``read1``; ``read1`` reads at the fd's
+  offset under the pending bytes, as CPython's does).
+* **writes** on a ``FileIO``: one WRITE, at the position, or at the end for
+  ``O_APPEND`` (offset -1: the kernel appends and moves the fd's offset, as
+  write(2); pwrite(2) would append without moving it).  On a buffered
+  object a write that fits what is left of the buffer goes into the
+  object's own buffer (``write()``: a memcpy, no I/O; also kept in
+  :attr:`PlainFile.pending`), as CPython's does; one that does not fit makes
+  the flush CPython would make -- the pending bytes, then the data itself if
+  it is bigger than the buffer -- as WRITEs, after which the object is
+  re-initialised (``__init__`` again: an empty buffer, the fd's offset
+  re-read), so the bytes it held are not written twice.  Because the
+  object's buffer holds the pending bytes too, closing it synchronously
+  (``with open(...)``) still writes them.
+* ``seek``, ``truncate``, ``flush`` and ``aclose`` first write the pending
+  bytes, as CPython's do; ``seek`` and ``tell`` are then the object's own
+  (an ``lseek``, no I/O), ``truncate`` is an FTRUNCATE (the object's
+  ``truncate`` on kernels without it: a metadata update), ``aclose`` closes
+  the object (``close(2)``; the object owns the fd).
+
+Arguments the object would refuse without doing I/O (a closed file, a
+method the mode lacks, an argument of the wrong type) are passed to its
+method, which raises its own error.  Anything unusual beyond that goes to
+anyio's own code.
+
+Cancellation
+------------
+
+As ``trio_uring.open_file``: a read raises ``Cancelled`` with the position
+unchanged (the READs go to a private buffer, and the object is moved only
+once they are done), or returns its data; a write raises ``Cancelled``
+having written none of its data, or returns the count written; pending
+bytes written by a flush stay written.  ``writelines`` and ``aclose`` run
+to the end once started, as in anyio's thread (``Cancelled`` then comes at
+the next checkpoint).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from collections.abc import Callable
+from typing import Any, Final, Literal
+
+import sniffio
+import trio
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
+
+from . import _fileops as fo
+from . import _kernel as k
+from ._file import current_manager
+from ._manager import UringIOManager
+
+__all__ = ["PlainFile", "plain_file"]
+
+_BUFFERED: Final = (io.BufferedReader, io.BufferedWriter, io.BufferedRandom)
+#: first READ of a readline scan
+_SCAN: Final = 8192
+
+
+def _bufsize(f: Any) -> int:
+    """A buffered object's buffer size: CPython's ``__sizeof__`` of a
+    buffered object is its struct plus its buffer (bufferedio.c,
+    ``_io__Buffered___sizeof___impl``); the size is not exposed otherwise."""
+    return int(f.__sizeof__()) - type(f).__basicsize__
+
+
+def plain_file(f: object) -> PlainFile | None:
+    """The ring-side state for ``f`` if it is a plain binary file on a
+    regular file (see the module documentation), else None."""
+    t = type(f)
+    try:
+        if t is io.FileIO:
+            raw: Any = f
+            bufsize = 0
+        elif t in _BUFFERED:
+            raw = f.raw  # type: ignore[attr-defined]
+            if type(raw) is not io.FileIO:
+                return None
+            bufsize = _bufsize(f)
+            if bufsize <= 0:
+                return None
+        else:
+            return None
+        if raw.closed or not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
+            return None
+        plain = PlainFile(f, raw, bufsize)
+        return plain if plain.start() else None
+    except (OSError, ValueError, AttributeError):  # closed, detached ...
+        return None
+
+
+class PlainFile:
+    """The I/O of one wrapped object, in the ring (used by the anyio file
+    class when the task is on io_uring)."""
+
+    def __init__(self, f: Any, raw: io.FileIO, bufsize: int) -> None:
+        self.f = f
+        self.raw = raw
+        self.fd = raw.fileno()
+        self.bufsize = bufsize
+        self.buffered = bufsize > 0
+        self.readable = raw.readable()
+        self.writable = raw.writable()
+        self.appending = "a" in raw.mode
+        #: a writable buffered object: the bytes in its write buffer, and
+        #: where they go (the fd's offset)
+        self.pending = bytearray()
+        self.pend_at = 0
+        #: False once the object holds state we cannot know: anyio's own code
+        self.own = True
+        #: what stopped a run of WRITEs after some bytes were written
+        self.error: BaseException | None = None
+        self._lock = trio.Lock()
+
+    # ---- keeping the object where we know it ----
+
+    def start(self) -> bool:
+        """At wrap time: bring the object to the known state, if that needs
+        no I/O; False if it may hold writes we cannot see."""
+        f = self.f
+        if not self.buffered:
+            return True
+        logical, at = f.tell(), os.lseek(self.fd, 0, os.SEEK_CUR)
+        if self.writable:
+            if logical != at:
+                return False  # unflushed writes (or read-ahead) we cannot see
+            # A BufferedRandom may still keep read bytes behind the position:
+            # seek() in place drops them (no I/O with nothing pending).
+            f.seek(logical)
+        elif logical != at:
+            self._drop_readahead(logical)
+        self.pend_at = os.lseek(self.fd, 0, os.SEEK_CUR)
+        return True
+
+    def _drop_readahead(self, logical: int) -> None:
+        """A BufferedReader's read-ahead (from the program's own calls) is
+        dropped: SEEK_END never takes the in-buffer shortcut (bufferedio.c)."""
+        self.f.seek(0, os.SEEK_END)
+        self.f.seek(logical)
+
+    def check(self) -> int | None:
+        """At the start of a call: the logical position, or None if the
+        object's state is no longer ours (anyio's own code from now on)."""
+        f = self.f
+        logical = f.tell()
+        if not self.buffered:
+            return int(logical)
+        at = os.lseek(self.fd, 0, os.SEEK_CUR)
+        if self.writable:
+            if at != self.pend_at or logical != self.pend_at + len(self.pending):
+                self.own = False
+                return None
+        elif at != logical:
+            self._drop_readahead(logical)
+        return int(logical)
+
+    def _resync(self, at: int, rest: bytes) -> None:
+        """After WRITEs of what the object's buffer held: the object starts
+        over at ``at`` (the fd's offset) with ``rest`` in its buffer."""
+        if not self.appending:
+            os.lseek(self.fd, at, os.SEEK_SET)
+        else:
+            at = os.lseek(self.fd, 0, os.SEEK_CUR)  # where the appends left it
+        type(self.f).__init__(self.f, self.raw, self.bufsize)  # an empty buffer, the offset re-read
+        if rest:
+            self.f.write(rest)  # fits: no I/O
+        self.pend_at = at
+        self.pending = bytearray(rest)
+
+    def _moved(self, to: int) -> None:
+        """After READs (nothing pending): the object goes to ``to``, an
+        ``lseek`` (with no read-ahead, seek takes no shortcut)."""
+        self.f.seek(to)
+        self.pend_at = to
+
+    # ---- ring operations ----
+
+    async def _write_at(self, m: UringIOManager, data: bytes, at: int, upto: int) -> int:
+        """WRITE ``data`` at ``at`` (at the end if appending) until at most
+        ``upto`` bytes are left; returns the count written.  Cancelled or an
+        error before anything was written is raised; after, the count is
+        returned and the error kept in :attr:`error`."""
+        pin = k.Buffer(data, writable=False)
+        written = 0
+        self.error = None
+        while len(data) - written > upto:
+            offset = -1 if self.appending else at + written
+            try:
+                n = await fo.write_from(m, self.fd, pin.address + written, len(data) - written, offset, pin)
+            except (trio.Cancelled, OSError) as exc:
+                if not written:
+                    raise
+                self.error = exc
+                break
+            if n == 0:
+                if not written:
+                    raise fo.oserror(5)  # EIO: a regular file that takes nothing
+                break
+            written += n
+        return written
+
+    async def flush_pending(self, m: UringIOManager) -> None:
+        """Write what the object's buffer holds, as its flush would."""
+        if not self.pending:
+            return
+        data = bytes(self.pending)
+        at = self.pend_at
+        written = await self._write_at(m, data, at, 0)
+        self._resync(at + written, data[written:])
+        if self.error is not None:
+            raise self.error
+
+    async def _read_at(self, m: UringIOManager, at: int, n: int, *, once: bool) -> bytes:
+        """READs at ``at`` into a private buffer: up to ``n`` bytes (one READ
+        if ``once``, else until ``n`` or the end of the file)."""
+        buf = bytearray(n)
+        pin = k.Buffer(buf, writable=True)
+        got = 0
+        while got < n:
+            r = await fo.read_into(m, self.fd, pin.address + got, n - got, at + got, pin)
+            got += r
+            if once or r == 0:
+                break
+        del pin
+        return bytes(buf) if got == n else bytes(buf[:got])
+
+    async def _read_to_eof(self, m: UringIOManager, at: int) -> bytes:
+        """Everything from ``at``: the first READ asks for one byte more
+        than fstat says is there (as FileIO.readall), then more until 0."""
+        chunks: list[bytes] = []
+        want = max(os.fstat(self.fd).st_size - at, 0) + 1
+        while True:
+            data = await self._read_at(m, at, want, once=True)
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+            at += len(data)
+            want = max(want, 64 * 1024)
+
+    # ---- the calls ----
+
+    async def _begin(self, m: UringIOManager, *, flush: bool) -> int | None:
+        await self._lock.acquire()
+        try:
+            pos = self.check()
+            if pos is not None and flush:
+                await self.flush_pending(m)
+            return pos
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def read(self, m: UringIOManager, size: int | None, kind: str) -> Any:
+        """``read``, ``read1``: the bytes, or None if anyio's code must run."""
+        once = not self.buffered or kind == "read1"
+        n = -1 if size is None else size
+        if kind == "read1" and n < 0:
+            n = self.bufsize
+        flush = self.writable and n != 0 and kind != "read1"
+        pos = await self._begin(m, flush=flush)
+        try:
+            if pos is None:
+                return None
+            if n == 0:
+                return b""
+            if kind == "read1" and self.pending:
+                # CPython's read1 does not write the buffer back: one raw
+                # read at the fd's offset, under the pending bytes, which
+                # then go to the file after what it read.
+                data = await self._read_at(m, self.pend_at, n, once=True)
+                os.lseek(self.fd, self.pend_at + len(data), os.SEEK_SET)
+                self.f.tell()  # (re-reads the fd's offset into the object)
+                self.pend_at += len(data)
+                return data
+            data = await (self._read_to_eof(m, pos) if n < 0 else self._read_at(m, pos, n, once=once))
+            self._moved(pos + len(data))
+            return data
+        finally:
+            self._lock.release()
+
+    async def readinto(self, m: UringIOManager, view: memoryview, kind: str) -> int | None:
+        n = len(view)
+        once = not self.buffered or kind == "readinto1"
+        pos = await self._begin(m, flush=self.writable)
+        try:
+            if pos is None:
+                return None
+            data = await self._read_at(m, pos, n, once=once) if n else b""
+            view[: len(data)] = data
+            self._moved(pos + len(data))
+            return len(data)
+        finally:
+            self._lock.release()
+
+    async def readline(self, m: UringIOManager) -> bytes | None:
+        pos = await self._begin(m, flush=self.writable)
+        try:
+            if pos is None:
+                return None
+            chunks: list[bytes] = []
+            at, want = pos, _SCAN
+            while True:
+                data = await self._read_at(m, at, want, once=True)
+                i = data.find(b"\n")
+                if i >= 0:
+                    chunks.append(data[: i + 1])
+                    break
+                chunks.append(data)
+                if not data:
+                    break
+                at += len(data)
+                want = min(2 * want, k.MAX_RW_COUNT)
+            line = b"".join(chunks)
+            self._moved(pos + len(line))
+            return line
+        finally:
+            self._lock.release()
+
+    async def readlines(self, m: UringIOManager) -> list[bytes] | None:
+        pos = await self._begin(m, flush=self.writable)
+        try:
+            if pos is None:
+                return None
+            data = await self._read_to_eof(m, pos)
+            self._moved(pos + len(data))
+            lines = data.split(b"\n")
+            return [line + b"\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+        finally:
+            self._lock.release()
+
+    async def write(self, m: UringIOManager, data: memoryview) -> int | None:
+        pos = await self._begin(m, flush=False)
+        try:
+            if pos is None:
+                return None
+            chunk = data.tobytes()
+            if not self.buffered:
+                if not chunk:
+                    return 0
+                n = await self._write_at(m, chunk, pos, len(chunk) - 1)
+                if not self.appending:
+                    self.f.seek(pos + n)
+                return n
+            if len(self.pending) + len(chunk) <= self.bufsize:
+                # CPython buffers it (bufferedio.c, _io__Buffered_write_impl): no I/O
+                self.f.write(chunk)
+                self.pending += chunk
+                return len(chunk)
+            await self.flush_pending(m)
+            # Bigger than the buffer: written straight, until what is left fits.
+            n = await self._write_at(m, chunk, self.pend_at, self.bufsize)
+            error = self.error
+            if n:
+                self._resync(self.pend_at + n, b"")
+            if error is not None:
+                if isinstance(error, trio.Cancelled):
+                    return n  # (Cancelled comes at the next checkpoint)
+                raise error
+            self.f.write(chunk[n:])  # the rest fits the empty buffer: no I/O
+            self.pending += chunk[n:]
+            return len(chunk)
+        finally:
+            self._lock.release()
+
+    async def seek(self, m: UringIOManager, offset: int, whence: int) -> int | None:
+        pos = await self._begin(m, flush=self.writable)
+        try:
+            if pos is None:
+                return None
+            at = int(self.f.seek(offset, whence))
+            self.pend_at = at
+            return at
+        finally:
+            self._lock.release()
+
+    async def truncate(self, m: UringIOManager, size: int | None) -> int | None:
+        pos = await self._begin(m, flush=self.buffered)
+        try:
+            if pos is None:
+                return None
+            length = pos if size is None else size
+            if length >= 0 and m.kernel.has_op("FTRUNCATE"):
+                await fo.truncate_fd(m, self.fd, length)
+                return length
+            return int(self.f.truncate(size))  # (its own error for a negative size)
+        finally:
+            self._lock.release()
+
+    async def flush(self, m: UringIOManager) -> bool:
+        pos = await self._begin(m, flush=self.writable)
+        try:
+            if pos is None:
+                return False
+            self.f.flush()  # (nothing left to write: no I/O)
+            return True
+        finally:
+            self._lock.release()
+
+    async def aclose(self, m: UringIOManager) -> None:
+        """Shielded, as anyio's: the pending bytes, then the object's own
+        close (close(2); the object owns the fd)."""
+        with trio.CancelScope(shield=True):
+            await self._lock.acquire()
+            try:
+                if self.writable and self.buffered and not self.f.closed and self.check() is not None:
+                    try:
+                        await self.flush_pending(m)
+                    except OSError:
+                        pass  # the object's close tries again, and raises what it gets
+                self.f.close()
+            finally:
+                self._lock.release()
+
+    def manager(self) -> UringIOManager | None:
+        """The run's io_uring manager if this call is ours: a trio task on
+        io_uring with READ and WRITE, and the object still in our hands."""
+        if not self.own or sniffio.thread_local.name != "trio":
+            return None
+        return current_manager("READ", "WRITE")
+
+
+# ---- the arguments: ours, the object's own error, or anyio's code ----------------------------
+
+#: what to do with a call: "ring" (ours), "refuse" (the object's method
+#: raises its own error without doing I/O), "anyio" (anyio's own code)
+_Route = Literal["ring", "refuse", "anyio"]
+
+
+def _int_arg(value: object, *, none: bool) -> _Route:
+    if isinstance(value, int) or (none and value is None):
+        return "ring"
+    # An object with __index__ is taken by io: anyio's own code runs it.
+    return "anyio" if hasattr(type(value), "__index__") else "refuse"
+
+
+def writable_view(b: object) -> memoryview | None:
+    """``b`` as a writable, contiguous byte view; None if io refuses it."""
+    try:
+        view = memoryview(b)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    if view.readonly or not view.c_contiguous:
+        return None
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+async def _sync(fn: Callable[..., Any], *args: Any) -> Any:
+    """The object's own method, here, where it does no I/O: it raises its
+    own error (a closed file, a mode without the method, an argument of the
+    wrong type: io checks those first), or it is ``tell`` (an lseek) or a
+    ``flush`` with nothing to write.  A checkpoint, as anyio's call is."""
+    await checkpoint_if_cancelled()
+    try:
+        return fn(*args)
+    finally:
+        await cancel_shielded_checkpoint()
+
+
+# ---- the anyio file class ----------------------------------------------------------------------
+
+
+def make_plain_class(base: Any) -> type:
+    """The ``anyio.AsyncFile`` subclass for ``wrap_file`` of a plain file."""
+
+    class UringPlainFile(base):  # type: ignore[misc]
+        """``anyio.AsyncFile`` over a plain ``open()`` binary file on a
+        regular file: its I/O in the ring in a trio task on io_uring
+        (:mod:`trio_uring._anyio_wrap`), anyio's own code elsewhere."""
+
+        _plain: PlainFile
+
+        def __init__(self, fp: Any, plain: PlainFile, *, limiter: Any = None) -> None:
+            super().__init__(fp, limiter=limiter)
+            self._plain = plain
+
+        def _route(self, method: str, *, reading: bool = False, writing: bool = False) -> _Route:
+            p = self._plain
+            if p.f.closed or not hasattr(p.f, method):
+                return "refuse" if hasattr(p.f, method) else "anyio"
+            if (reading and not p.readable) or (writing and not p.writable):
+                return "refuse"
+            return "ring"
+
+        async def _read(self, kind: str, size: Any) -> Any:
+            p = self._plain
+            m = p.manager()
+            if m is not None:
+                route = self._route(kind, reading=True)
+                if route == "ring":
+                    route = _int_arg(size, none=kind == "read")
+                if route == "refuse":
+                    return await _sync(getattr(p.f, kind), size)
+                if route == "ring":
+                    data = await p.read(m, size, kind)
+                    if data is not None:
+                        return data
+            return await getattr(super(), kind)(size)
+
+        async def read(self, size: int = -1) -> Any:
+            return await self._read("read", size)
+
+        async def read1(self, size: int = -1) -> bytes:
+            return await self._read("read1", size)  # type: ignore[no-any-return]
+
+        async def _readinto(self, kind: str, b: Any) -> Any:
+            p = self._plain
+            m = p.manager()
+            if m is not None:
+                route = self._route(kind, reading=True)
+                view = writable_view(b) if route == "ring" else None
+                if route == "refuse" or (route == "ring" and view is None):
+                    return await _sync(getattr(p.f, kind), b)
+                if route == "ring" and view is not None:
+                    with view:
+                        n = await p.readinto(m, view, kind)
+                    if n is not None:
+                        return n
+            return await getattr(super(), kind)(b)
+
+        async def readinto(self, b: Any) -> int:
+            return await self._readinto("readinto", b)  # type: ignore[no-any-return]
+
+        async def readinto1(self, b: Any) -> int:
+            return await self._readinto("readinto1", b)  # type: ignore[no-any-return]
+
+        async def readline(self) -> Any:
+            p = self._plain
+            m = p.manager()
+            if m is not None:
+                route = self._route("readline", reading=True)
+                if route == "refuse":
+                    return await _sync(p.f.readline)
+                line = await p.readline(m) if route == "ring" else None
+                if line is not None:
+                    return line
+            return await super().readline()
+
+        async def readlines(self) -> list[Any]:
+            p = self._plain
+            m = p.manager()
+            if m is not None:
+                route = self._route("readlines", reading=True)
+                if route == "refuse":
+                    return await _sync(p.f.readlines)  # type: ignore[no-any-return]
+                lines = await p.readlines(m) if route == "ring" else None
+                if lines is not None:
+                    return lines
+            return await super().readlines()  # type: ignore[no-any-return]
+
+        async def write(self, b: Any) -> int:
+            p = self._plain
+            m = p.manager()
+            if m is not None:
+                route = self._route("write", writing=True)
+                try:
+                    view = memoryview(b) if route == "ring" else None
+                except TypeError:
+                    view = None
+                if view is not None and not view.c_contiguous:
+                    view = None  # (io's own BufferError)
+                if route == "refuse" or (route == "ring" and view is None):
+                    return await _sync(p.f.write, b)  # type: ignore[no-any-return]
+                if view is not None:
+                    with view:
+                        n = await p.write(m, view)
+                    if n is not None:
+                        return n
+            return await super().write(b)  # type: ignore[no-any-return]
+
+        async def writelines(self, lines: Any) -> None:
+            p = self._plain
+            if p.manager() is not None and self._route("writelines", writing=True) == "ring":
+                # io's writelines calls write() for each: so do we, to the
+                # end once started, as anyio's thread does.
+                try:
+                    it = iter(lines)
+                except TypeError:
+                    return await _sync(p.f.writelines, lines)  # type: ignore[no-any-return]
+                await checkpoint_if_cancelled()
+                with trio.CancelScope(shield=True):
+                    for line in it:
+                        await self.write(line)
+                return None
+            if p.manager() is not None and self._route("writelines", writing=True) == "refuse":
+                return await _sync(p.f.writelines, lines)  # type: ignore[no-any-return]
+            return await super().writelines(lines)  # type: ignore[no-any-return]
+
+        async def truncate(self, size: int | None = None) -> int:
+            p = self._plain
+            m = p.manager()
+            if m is not None:
+                route = self._route("truncate", writing=True)
+                if route == "ring":
+                    route = _int_arg(size, none=True)
+                    if route == "refuse" and p.buffered:
+                        route = "anyio"  # (a buffered truncate writes its buffer before it looks at the size)
+                if route == "refuse":
+                    return await _sync(p.f.truncate, size)  # type: ignore[no-any-return]
+                if route == "ring":
+                    n = await p.truncate(m, size)
+                    if n is not None:
+                        return n
+            return await super().truncate(size)  # type: ignore[no-any-return]
+
+        async def seek(self, offset: int, whence: int | None = 0) -> int:
+            p = self._plain
+            m = p.manager()
+            if m is not None:
+                route = self._route("seek")
+                if route == "ring":
+                    route = _int_arg(offset, none=False)
+                if route == "ring":
+                    route = _int_arg(whence, none=False)
+                if route == "ring" and whence not in _WHENCE:
+                    route = "refuse"  # (its own error, before any write-back)
+                if route == "refuse":
+                    return await _sync(p.f.seek, offset, whence)  # type: ignore[no-any-return]
+                if route == "ring":
+                    at = await p.seek(m, offset, whence)  # type: ignore[arg-type]
+                    if at is not None:
+                        return at
+            return await super().seek(offset, whence)  # type: ignore[no-any-return]
+
+        async def tell(self) -> int:
+            p = self._plain
+            if p.manager() is not None:
+                return await _sync(p.f.tell)  # type: ignore[no-any-return]  # (an lseek: no I/O)
+            return await super().tell()  # type: ignore[no-any-return]
+
+        async def flush(self) -> None:
+            p = self._plain
+            m = p.manager()
+            if m is not None:
+                if self._route("flush") == "refuse" or not (p.writable and p.buffered):
+                    return await _sync(p.f.flush)  # type: ignore[no-any-return]  # (no I/O)
+                if await p.flush(m):
+                    return None
+            return await super().flush()  # type: ignore[no-any-return]
+
+        async def aclose(self) -> None:
+            p = self._plain
+            m = p.manager()
+            if m is not None:
+                return await p.aclose(m)
+            return await super().aclose()  # type: ignore[no-any-return]
+
+    UringPlainFile.__module__ = __name__
+    UringPlainFile.__qualname__ = "UringPlainFile"
+    return UringPlainFile
+
+
+_WHENCE: Final = frozenset(
+    w for w in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END, getattr(os, "SEEK_DATA", 0), getattr(os, "SEEK_HOLE", 0))
+)
