@@ -184,6 +184,63 @@ def test_differential_text(case: tuple[str, int, dict[str, Any], bytes, list[Op]
     differential(mode, buffering, kwargs, initial, ops)
 
 
+# ---- anyio.wrap_file of a plain open() file: the differential run -------------------------------
+
+
+def plain_file_class() -> type:
+    return _anyio_files._plain_file_class(anyio.AsyncFile)
+
+
+async def wrap_record(path: str, mode: str, buffering: int, ops: list[Op]) -> list[Any]:
+    """``anyio.wrap_file(open(path, mode, buffering))`` and ``ops``: each
+    result, ``tell()`` and the bytes on disk after it."""
+    try:
+        fp = open(path, mode, buffering)  # noqa: ASYNC230, SIM115  -- the object under test is a plain one
+    except OSError as exc:
+        return [(type(exc).__name__, str(exc).replace(path, "P"))]
+    f = anyio.wrap_file(fp)
+    on_ring = isinstance(f, plain_file_class())
+    log: list[Any] = [("wrapped", type(fp).__name__)]
+    for op in [*ops, ("close", ()), ("read", (1,))]:
+        log.append((op, await apply(f, op), await outcome(f.tell), read_bytes(path)))
+    log.append(on_ring and f._plain.own)
+    return log
+
+
+def wrap_differential(mode: str, buffering: int, initial: bytes, ops: list[Op]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "f")
+        if "x" not in mode:
+            write_bytes(path, initial)
+        expected = on_stock(wrap_record, path, mode, buffering, ops)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        if "x" not in mode:
+            write_bytes(path, initial)
+        got, jobs = on_uring(wrap_record, path, mode, buffering, ops)
+    assert expected[-1] is False
+    if len(got) == 1:  # the open failed, the same way
+        assert got == expected
+        return
+    for i, (e, g) in enumerate(zip(expected[:-1], got[:-1], strict=True)):
+        assert g == e, (i, ops)
+    if buffering != 0 and "+" in mode:
+        # a BufferedRandom: anyio's own AsyncFile, in anyio's threads (docs/anyio.md)
+        assert got[-1] is False
+        return
+    assert got[-1] is True, "anyio.wrap_file on io_uring did not give (or gave up) the ring's file"
+    assert jobs == []
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(binary_case())
+def test_wrap_file_differential(case: tuple[str, int, bytes, list[Op]]) -> None:
+    """Every binary mode (r, r+, w, w+, a, a+, x, x+), unbuffered and with
+    buffers of 3 bytes to 4 KiB and the default."""
+    mode, buffering, initial, ops = case
+    wrap_differential(mode, buffering, initial, ops)
+
+
 # ---- anyio.Path: the differential run ------------------------------------------------------------
 
 NAMES = ["a", "b", "d", "d/x", "d/e", "d/e/y", "missing/z", "link"]

@@ -81,12 +81,13 @@ from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from . import _fileops as fo
 from . import _kernel as k
-from ._file import current_manager
+from ._file import UringFile, _Raw, current_manager
 from ._manager import UringIOManager
 
 __all__ = ["PlainFile", "plain_file"]
 
-_BUFFERED: Final = (io.BufferedReader, io.BufferedWriter, io.BufferedRandom)
+#: BufferedRandom is not here: see the module documentation
+_BUFFERED: Final = (io.BufferedReader, io.BufferedWriter)
 #: first READ of a readline scan
 _SCAN: Final = 8192
 
@@ -123,6 +124,16 @@ def plain_file(f: object) -> PlainFile | None:
         return None
 
 
+class _ShadowRaw(_Raw):
+    """trio_uring's raw file under the shadow ``BufferedReader``: the
+    program's object owns the fd and its offset, so closing (or collecting)
+    the shadow touches neither."""
+
+    def close(self) -> None:
+        self._fd_open = False
+        io.RawIOBase.close(self)
+
+
 class PlainFile:
     """The I/O of one wrapped object, in the ring (used by the anyio file
     class when the task is on io_uring)."""
@@ -136,12 +147,17 @@ class PlainFile:
         self.readable = raw.readable()
         self.writable = raw.writable()
         self.appending = "a" in raw.mode
+        #: a BufferedReader: its calls go to a shadow (see shadowed())
+        self.reader = self.buffered and not self.writable
         #: a writable buffered object: the bytes in its write buffer, and
         #: where they go (the fd's offset)
         self.pending = bytearray()
         self.pend_at = 0
         #: False once the object holds state we cannot know: anyio's own code
         self.own = True
+        #: a BufferedReader's shadow, and the position it was left at
+        self.shadow: UringFile[Any] | None = None
+        self.shadow_at = -1
         #: what stopped a run of WRITEs after some bytes were written
         self.error: BaseException | None = None
         self._lock = trio.Lock()
@@ -271,6 +287,52 @@ class PlainFile:
             at += len(data)
             want = max(want, 64 * 1024)
 
+    # ---- a BufferedReader: its shadow ----
+
+    def _shadow_at(self, logical: int) -> UringFile[Any]:
+        """The shadow BufferedReader, at ``logical`` (made again if the
+        program moved its object)."""
+        if self.shadow is None or self.shadow_at != logical:
+            if self.shadow is not None:
+                self.shadow.wrapped.close()
+            st = os.fstat(self.fd)
+            raw = _ShadowRaw(
+                self.fd,
+                self.raw.name,
+                "rb",
+                readable=True,
+                writable=False,
+                appending=False,
+                closefd=False,
+                blksize=st.st_blksize if st.st_blksize > 1 else io.DEFAULT_BUFFER_SIZE,
+                size=st.st_size,
+                pos=logical,
+            )
+            self.shadow = UringFile(io.BufferedReader(raw, self.bufsize), raw, self.bufsize)
+            self.shadow_at = logical
+        return self.shadow
+
+    async def shadowed(self, name: str, *args: Any) -> Any:
+        """``name(*args)`` of a BufferedReader, on its shadow: CPython's own
+        BufferedReader (same buffer size, same position) over trio_uring's
+        raw file, whose reads are READs; then the program's object is moved
+        to where the shadow is."""
+        async with self._lock:
+            logical = self.check()
+            assert logical is not None  # (a reader never gives up)
+            shadow = self._shadow_at(logical)
+            try:
+                return await getattr(shadow, name)(*args)
+            finally:
+                self.shadow_at = int(shadow.wrapped.tell())
+                if self.shadow_at != logical:
+                    self.f.seek(self.shadow_at)
+
+    def close_shadow(self) -> None:
+        if self.shadow is not None:
+            self.shadow.wrapped.close()
+            self.shadow = None
+
     # ---- the calls ----
 
     async def _begin(self, m: UringIOManager, *, flush: bool) -> int | None:
@@ -286,6 +348,8 @@ class PlainFile:
 
     async def read(self, m: UringIOManager, size: int | None, kind: str) -> Any:
         """``read``, ``read1``: the bytes, or None if anyio's code must run."""
+        if self.reader:
+            return await self.shadowed(kind, size)
         once = not self.buffered or kind == "read1"
         n = -1 if size is None else size
         if kind == "read1" and n < 0:
@@ -297,15 +361,6 @@ class PlainFile:
                 return None
             if n == 0:
                 return b""
-            if kind == "read1" and self.pending:
-                # CPython's read1 does not write the buffer back: one raw
-                # read at the fd's offset, under the pending bytes, which
-                # then go to the file after what it read.
-                data = await self._read_at(m, self.pend_at, n, once=True)
-                os.lseek(self.fd, self.pend_at + len(data), os.SEEK_SET)
-                self.f.tell()  # (re-reads the fd's offset into the object)
-                self.pend_at += len(data)
-                return data
             data = await (self._read_to_eof(m, pos) if n < 0 else self._read_at(m, pos, n, once=once))
             self._moved(pos + len(data))
             return data
@@ -313,6 +368,8 @@ class PlainFile:
             self._lock.release()
 
     async def readinto(self, m: UringIOManager, view: memoryview, kind: str) -> int | None:
+        if self.reader:
+            return await self.shadowed(kind, view)  # type: ignore[no-any-return]
         n = len(view)
         once = not self.buffered or kind == "readinto1"
         pos = await self._begin(m, flush=self.writable)
@@ -327,6 +384,8 @@ class PlainFile:
             self._lock.release()
 
     async def readline(self, m: UringIOManager) -> bytes | None:
+        if self.reader:
+            return await self.shadowed("readline")  # type: ignore[no-any-return]
         pos = await self._begin(m, flush=self.writable)
         try:
             if pos is None:
@@ -351,6 +410,8 @@ class PlainFile:
             self._lock.release()
 
     async def readlines(self, m: UringIOManager) -> list[bytes] | None:
+        if self.reader:
+            return await self.shadowed("readlines")  # type: ignore[no-any-return]
         pos = await self._begin(m, flush=self.writable)
         try:
             if pos is None:
@@ -397,6 +458,8 @@ class PlainFile:
             self._lock.release()
 
     async def seek(self, m: UringIOManager, offset: int, whence: int) -> int | None:
+        if self.reader:
+            return await self.shadowed("seek", offset, whence)  # type: ignore[no-any-return]
         pos = await self._begin(m, flush=self.writable)
         try:
             if pos is None:
@@ -441,6 +504,7 @@ class PlainFile:
                         await self.flush_pending(m)
                     except OSError:
                         pass  # the object's close tries again, and raises what it gets
+                self.close_shadow()
                 self.f.close()
             finally:
                 self._lock.release()
