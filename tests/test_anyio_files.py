@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import os
 import subprocess
 import sys
@@ -39,7 +40,15 @@ import trio_uring
 from trio_uring import _anyio_files
 from trio_uring.testing import Region, sweep
 
-from .filetools import cancel_in_flight, drop_cache, outcome, read_bytes, write_bytes
+from .filetools import (
+    cancel_in_flight,
+    drop_cache,
+    outcome,
+    read_bytes,
+    read_lines_in_region,
+    write_bytes,
+    write_chunks_in_region,
+)
 from .test_files import BIG, Op, binary_case, text_case
 
 pytestmark = pytest.mark.filterwarnings("ignore:line buffering:RuntimeWarning")
@@ -460,14 +469,69 @@ def test_wrap_file(tmp_path: Path) -> None:
         assert anyio.wrap_file(f.wrapped, limiter=limiter).limiter is limiter
         await again.aclose()
         assert f.closed
-        # a file trio_uring did not open: anyio's own object (CPython's FileIO
-        # reads with read(2), which cannot be moved into the ring)
+        # a plain open() binary file: the ring's file (its I/O in the ring)
         with open(tmp_path / "f", "rb") as plain:  # noqa: ASYNC230
             w = anyio.wrap_file(plain)
-            assert type(w) is anyio.AsyncFile
+            assert type(w) is plain_file_class()
+            assert w.wrapped is plain
             assert await w.read() == b"0123456789"
+        # what stays anyio's own: text, BufferedRandom, a BytesIO, a subclass
+        with open(tmp_path / "f", encoding="utf-8") as text:  # noqa: ASYNC230
+            assert type(anyio.wrap_file(text)) is anyio.AsyncFile
+        with open(tmp_path / "f", "r+b") as both:  # noqa: ASYNC230
+            assert type(anyio.wrap_file(both)) is anyio.AsyncFile
+        assert type(anyio.wrap_file(io.BytesIO(b"x"))) is anyio.AsyncFile
+        with open(tmp_path / "f", "rb", buffering=0) as raw:  # noqa: ASYNC230
+            sub = type("Sub", (io.BufferedReader,), {})(raw)
+            assert type(anyio.wrap_file(sub)) is anyio.AsyncFile
+        # and a plain file whose buffer holds writes we cannot see
+        with open(tmp_path / "g", "wb") as pending:  # noqa: ASYNC230
+            pending.write(b"unflushed")
+            assert type(anyio.wrap_file(pending)) is anyio.AsyncFile
 
     on_uring(main)
+
+
+def test_wrap_file_in_the_ring_without_threads(tmp_path: Path) -> None:
+    """wrap_file of plain open() binary files: the data through READ and
+    WRITE, every byte checked, and not one worker-thread job or thread."""
+    data = os.urandom(3 * 1024 * 1024 + 17)
+
+    async def main() -> dict[str, int]:
+        before = dict(trio.lowlevel.current_statistics().io_statistics.ops_submitted)
+        for buffering in (-1, 0):
+            path = tmp_path / f"f{buffering}"
+            with open(path, "wb", buffering) as fp:  # noqa: ASYNC230
+                f = anyio.wrap_file(fp)
+                assert isinstance(f, plain_file_class())
+                assert await f.write(data[:5]) == 5
+                assert await f.write(data[5:]) == len(data) - 5
+                await f.flush()
+            async with anyio.wrap_file(open(path, "ab", buffering)) as f:  # noqa: ASYNC230, SIM115
+                assert isinstance(f, plain_file_class())
+                assert await f.write(b"tail") == 4
+                assert await f.tell() == len(data) + 4
+            async with anyio.wrap_file(open(path, "rb", buffering)) as f:  # noqa: ASYNC230, SIM115
+                assert isinstance(f, plain_file_class())
+                assert await f.read(10) == data[:10]
+                assert await f.seek(-4, os.SEEK_END) == len(data)
+                assert await f.read() == b"tail"
+                await f.seek(100)
+                assert await f.read() == data[100:] + b"tail"
+            with open(path, "r+b", 0) as fp:  # noqa: ASYNC230
+                f = anyio.wrap_file(fp)
+                assert isinstance(f, plain_file_class())
+                await f.seek(1)
+                assert await f.write(b"xy") == 2
+                assert await f.read(3) == data[3:6]
+                assert await f.truncate() == 6
+            assert read_bytes(path) == data[:1] + b"xy" + data[3:6]
+        after = trio.lowlevel.current_statistics().io_statistics.ops_submitted
+        return {name: n - before.get(name, 0) for name, n in after.items()}
+
+    ops, jobs = on_uring(main)
+    assert jobs == []
+    assert ops.get("READ", 0) >= 1 and ops.get("WRITE", 0) >= 4, ops
 
 
 def test_imported_after_installing(tmp_path: Path) -> None:
@@ -520,13 +584,30 @@ def test_fifo_is_anyio_own(tmp_path: Path) -> None:
 # ---- cancellation ------------------------------------------------------------------------------
 
 
-def test_cancelled_read_is_all_or_nothing(tmp_path: Path) -> None:
+async def open_anyio(path: Path, mode: str, buffering: int) -> Any:
+    f = await anyio.open_file(path, mode, buffering)
+    assert isinstance(f, uring_file_class())
+    return f
+
+
+async def open_wrapped(path: Path, mode: str, buffering: int) -> Any:
+    """anyio.wrap_file of a plain open() file."""
+    f = anyio.wrap_file(open(path, mode, buffering))  # noqa: ASYNC230, SIM115
+    assert isinstance(f, plain_file_class())
+    return f
+
+
+OPENERS = {"open_file": open_anyio, "wrap_file": open_wrapped}
+
+
+@pytest.mark.parametrize("how", OPENERS)
+def test_cancelled_read_is_all_or_nothing(tmp_path: Path, how: str) -> None:
     write_bytes(tmp_path / "f", BIG)
 
     async def main() -> list[bool]:
         seen = []
         for i, buffering in enumerate((-1, 0, -1)):
-            f = await anyio.open_file(tmp_path / "f", "rb", buffering)
+            f = await OPENERS[how](tmp_path / "f", "rb", buffering)
             assert await f.seek(i * 1000) == i * 1000
             drop_cache(tmp_path / "f")
             cancelled, data = await cancel_in_flight(lambda f=f: f.read(len(BIG)))
@@ -544,13 +625,14 @@ def test_cancelled_read_is_all_or_nothing(tmp_path: Path) -> None:
     print("reads cancelled in flight:", sum(seen), "of", len(seen))
 
 
+@pytest.mark.parametrize("how", OPENERS)
 @pytest.mark.parametrize("buffering", [0, -1])
-def test_cancelled_write_is_all_or_nothing(tmp_path: Path, buffering: int) -> None:
+def test_cancelled_write_is_all_or_nothing(tmp_path: Path, buffering: int, how: str) -> None:
     async def main() -> list[bool]:
         seen = []
         for i in range(3):
             path = tmp_path / f"f{i}"
-            f = await anyio.open_file(path, "wb", buffering)
+            f = await OPENERS[how](path, "wb", buffering)
             await f.write(b"head")
             cancelled, n = await cancel_in_flight(lambda f=f: f.write(BIG))
             seen.append(cancelled)
@@ -576,15 +658,11 @@ def test_cancelled_write_is_all_or_nothing(tmp_path: Path, buffering: int) -> No
 async def anyio_read_lines_body(region: Region, path: Path, text: str) -> None:
     f = await anyio.open_file(path, encoding="utf-8", newline="")
     assert isinstance(f, uring_file_class())
-    try:
-        got: list[str] = []
-        with region:
-            for _ in range(6):
-                got.append(await f.readline())
-        rest = await f.read()
-        assert "".join(got) + rest == text  # nothing lost, nothing twice
-    finally:
-        await f.aclose()
+    await read_lines_in_region(region, f, text)
+
+
+async def wrapped_read_lines_body(region: Region, path: Path, data: bytes, buffering: int) -> None:
+    await read_lines_in_region(region, await open_wrapped(path, "rb", buffering), data)
 
 
 def test_sweep_cancels_each_read(tmp_path: Path) -> None:
@@ -595,23 +673,22 @@ def test_sweep_cancels_each_read(tmp_path: Path) -> None:
     assert len(report.ops) >= 3
 
 
-async def anyio_write_chunks_body(region: Region, path: Path, buffering: int) -> None:
-    chunks = [bytes([65 + i]) * size for i, size in enumerate((10, 70_000, 3, 200_000, 5))]
-    f = await anyio.open_file(path, "wb", buffering)
-    assert isinstance(f, uring_file_class())
-    reported: list[int] = []
-    try:
-        with region:
-            for chunk in chunks:
-                reported.append(await f.write(chunk))
-    finally:
-        await f.aclose()
-    expected = b"".join(chunk[:n] for chunk, n in zip(chunks, reported, strict=False))
-    assert read_bytes(path) == expected  # exactly what the writes reported
-
-
 @pytest.mark.parametrize("buffering", [0, -1])
-def test_sweep_cancels_each_write(tmp_path: Path, buffering: int) -> None:
-    report = sweep(anyio_write_chunks_body, tmp_path / "f", buffering)
+def test_sweep_cancels_each_read_of_a_wrapped_file(tmp_path: Path, buffering: int) -> None:
+    data = b"".join((b"x" * (i * 40_000)) + b"\r\n" for i in range(8))
+    (tmp_path / "f").write_bytes(data)
+    report = sweep(wrapped_read_lines_body, tmp_path / "f", data, buffering)
+    report.raise_for_failures()
+    assert len(report.ops) >= 3
+
+
+async def anyio_write_chunks_body(region: Region, path: Path, buffering: int, how: str) -> None:
+    await write_chunks_in_region(region, await OPENERS[how](path, "wb", buffering), path)
+
+
+@pytest.mark.parametrize("how", OPENERS)
+@pytest.mark.parametrize("buffering", [0, -1, 100])
+def test_sweep_cancels_each_write(tmp_path: Path, buffering: int, how: str) -> None:
+    report = sweep(anyio_write_chunks_body, tmp_path / "f", buffering, how)
     report.raise_for_failures()
     assert report.ops
