@@ -31,10 +31,14 @@ io_uring with the file opcodes (the same test :func:`trio_uring.open_file`
 makes); if not -- asyncio, a stock trio run, no run at all -- anyio's own
 code runs, unchanged.  So does anything trio_uring does not do as anyio
 would: a ``limiter`` that is not a ``CapacityLimiter`` (anyio's error), and
-``wrap_file`` of a file object trio_uring did not open (its raw file is
-CPython's ``FileIO``, whose reads are read(2) calls that cannot be moved into
-the ring).  What :func:`trio_uring.open_file` itself hands to threads (a
-FIFO, an ``opener``) is documented there.
+``wrap_file`` of a file object that is neither one trio_uring opened nor a
+plain ``open()`` binary ``FileIO`` / ``BufferedReader`` / ``BufferedWriter``
+on a regular file.  Those plain objects are served by
+:mod:`trio_uring._anyio_wrap`, which does their I/O in the ring and sets
+the object to where its own call would have left it.  Text files and
+``BufferedRandom`` keep anyio's threads; that module says why.  What
+:func:`trio_uring.open_file` itself hands to threads (a FIFO, an
+``opener``) is documented there.
 
 anyio's methods that have no io_uring opcode under them (``iterdir``,
 ``glob``, ``walk``, ``chmod``, ``readlink``, ``resolve``, ``owner`` ...) are

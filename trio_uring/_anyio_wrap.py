@@ -1,70 +1,85 @@
 """``anyio.wrap_file`` of a plain ``open()`` binary file, with its I/O in the ring.
 
-The object is CPython's own -- ``FileIO``, or a ``BufferedReader`` /
-``BufferedWriter`` / ``BufferedRandom`` over one -- and its buffers live in C,
+The object is CPython's own -- a ``FileIO``, or a ``BufferedReader`` or
+``BufferedWriter`` over one, on a regular file -- and its buffers live in C,
 out of our reach; its raw reads are read(2) calls.  So its I/O is not done
-*by* the object: this module does the same I/O at explicit offsets in the
-ring and then sets the object to where its own call would have left it.
-Results, exceptions, ``tell()`` and the bytes on disk after every call are
-those of anyio's own ``AsyncFile`` (the object's method in a worker thread);
-``tests/test_anyio_files.py`` checks that, call by call, against anyio on
+*by* the object: this module does the same I/O in the ring and then sets the
+object to where its own call would have left it.  Results, exceptions,
+``tell()`` and the bytes on disk after every call are those of anyio's own
+``AsyncFile`` (the object's method in a worker thread): the differential test
+in ``tests/test_anyio_files.py`` checks that, call by call, against anyio on
 stock trio.
 
-The model
----------
+The object's state
+------------------
 
-Between two calls the object is kept in a state we know exactly: it holds no
-read-ahead, and its write buffer holds exactly :attr:`PlainFile.pending`
-(bytes we gave it, to go to the file at :attr:`PlainFile.pend_at`, the fd's
-offset).  Every call starts by checking that (two ``lseek``: the object's
-``tell()`` and the fd's offset); should the program have used the object
-itself in between, a BufferedReader's read-ahead is dropped (the bytes are
-read again, from the file), and a writable object whose buffer may now hold
-bytes we do not know gives up: anyio's own code serves it from then on.
+Between two calls the object is in a state we know: no read-ahead, and a
+write buffer holding exactly :attr:`PlainFile.pending`, the bytes we gave
+it, which go to the file at :attr:`PlainFile.pend_at`, the fd's offset.
+Each call checks that first with two ``lseek`` calls: the object's
+``tell()``, which is the fd's offset less its read-ahead plus its unflushed
+writes, and the fd's offset.  An object that already holds either when it
+is wrapped stays anyio's; one that the program used directly between two
+calls is handed back to anyio's code from then on.  Its buffer then holds
+everything the program wrote, so nothing is lost.
 
-* **reads** (``read``, ``read1``, ``readinto``, ``readinto1``, ``readline``,
-  ``readlines``): READs at explicit offsets from the logical position (a
-  ``FileIO`` makes one, as its one read(2); a buffered object reads until it
-  has ``n`` bytes or the end of the file, as CPython's loop does), then
-  ``seek`` to just past the bytes returned: the object and the fd end where
-  the object's own read would have left them (minus a read-ahead, which only
-  a file changed by someone else between two calls could tell).  A buffered
-  object that holds pending writes writes them first, where CPython does
-  (every read but ``read(0)`` and ``read1``; ``read1`` reads at the fd's
-  offset under the pending bytes, as CPython's does).
-* **writes** on a ``FileIO``: one WRITE, at the position, or at the end for
-  ``O_APPEND`` (offset -1: the kernel appends and moves the fd's offset, as
-  write(2); pwrite(2) would append without moving it).  On a buffered
-  object a write that fits what is left of the buffer goes into the
-  object's own buffer (``write()``: a memcpy, no I/O; also kept in
-  :attr:`PlainFile.pending`), as CPython's does; one that does not fit makes
-  the flush CPython would make -- the pending bytes, then the data itself if
-  it is bigger than the buffer -- as WRITEs, after which the object is
-  re-initialised (``__init__`` again: an empty buffer, the fd's offset
-  re-read), so the bytes it held are not written twice.  Because the
-  object's buffer holds the pending bytes too, closing it synchronously
-  (``with open(...)``) still writes them.
-* ``seek``, ``truncate``, ``flush`` and ``aclose`` first write the pending
-  bytes, as CPython's do; ``seek`` and ``tell`` are then the object's own
-  (an ``lseek``, no I/O), ``truncate`` is an FTRUNCATE (the object's
-  ``truncate`` on kernels without it: a metadata update), ``aclose`` closes
-  the object (``close(2)``; the object owns the fd).
+* **FileIO** (``buffering=0``): a read is one READ at the position, as its
+  one read(2) (``read()`` reads until a READ returns 0, as ``readall``); a
+  write is one WRITE at the position.  For ``O_APPEND`` the WRITE uses
+  offset -1: the kernel appends and moves the fd's offset, as write(2)
+  does.  An explicit offset would append without moving it (pwrite(2),
+  BUGS).  Then the object is ``seek``-ed past the bytes, which is an
+  ``lseek``.
+* **BufferedReader**: what ``read1`` and ``readinto1`` return depends on
+  the object's read-ahead ("only buffered bytes if there are any").  So the
+  calls run on a *shadow*: CPython's own ``BufferedReader`` with the same
+  buffer size and position, over trio_uring's raw file (``_file._Raw``),
+  driven by :class:`trio_uring._file.UringFile`.  It reads at explicit
+  offsets through the ring, or with ``preadv2(RWF_NOWAIT)`` for cached
+  pages, and its read-ahead is CPython's.  Afterwards the program's object
+  is ``seek``-ed to the shadow's position.  It keeps no read-ahead of its
+  own; a program that reads from it directly gets the file's bytes from
+  there.
+* **BufferedWriter**: a write that fits what is left of the buffer (the
+  buffer size is ``__sizeof__`` less the object's struct) goes into the
+  object's own buffer with its own ``write()``: a memcpy, no I/O, as in
+  CPython (bufferedio.c, ``_io__Buffered_write_impl``).  A write that does
+  not fit makes the flush CPython would make, as WRITEs: first the pending
+  bytes, then the data itself while more than a buffer of it is left.  Then
+  the object is re-initialised (``__init__`` again, which CPython allows:
+  an empty buffer, the fd's offset re-read) so that it does not write those
+  bytes a second time.  Since the object's buffer holds the pending bytes,
+  closing it synchronously (``with open(...)``) still writes them.
+  ``seek``, ``truncate``, ``flush`` and ``aclose`` write the pending bytes
+  first, as CPython's do.  ``seek`` and ``tell`` are then the object's own
+  (an ``lseek``).  ``truncate`` is an FTRUNCATE, or the object's own on a
+  kernel without that opcode (a metadata update).  ``aclose`` closes the
+  object: one ``close(2)``, since the object owns the fd.
 
-Arguments the object would refuse without doing I/O (a closed file, a
+A **BufferedRandom** (``r+b``, ``w+b``, ``a+b`` buffered) stays anyio's:
+when its writes are flushed depends on where its read-ahead window lies
+(CPython writes into the read buffer). Reproducing that means owning the
+whole object, as the shadow does for a reader. But then the unflushed
+bytes would sit in the shadow, and a synchronous ``close()`` of the
+program's object would lose them.  Text files (``TextIOWrapper``:
+decoder state, opaque ``tell()`` cookies) and everything else also stay
+anyio's.
+
+Arguments that the object refuses before doing any I/O (a closed file, a
 method the mode lacks, an argument of the wrong type) are passed to its
-method, which raises its own error.  Anything unusual beyond that goes to
-anyio's own code.
+method, which raises its own error.  Anything more unusual goes to anyio's
+code.
 
 Cancellation
 ------------
 
-As ``trio_uring.open_file``: a read raises ``Cancelled`` with the position
-unchanged (the READs go to a private buffer, and the object is moved only
-once they are done), or returns its data; a write raises ``Cancelled``
-having written none of its data, or returns the count written; pending
-bytes written by a flush stay written.  ``writelines`` and ``aclose`` run
-to the end once started, as in anyio's thread (``Cancelled`` then comes at
-the next checkpoint).
+This follows ``trio_uring.open_file``.  A read raises ``Cancelled`` with the
+position unchanged or returns its data: the READs fill a private buffer,
+and the object moves only after they are done.  A write raises
+``Cancelled`` having written none of its data, or returns the count
+written.  Pending bytes that a flush wrote stay written.  ``writelines`` and
+``aclose`` run to the end once they start, as anyio's thread does, and
+``Cancelled`` then comes at the next checkpoint.
 """
 
 from __future__ import annotations
@@ -171,22 +186,13 @@ class PlainFile:
         if not self.buffered:
             return True
         logical, at = f.tell(), os.lseek(self.fd, 0, os.SEEK_CUR)
-        if self.writable:
-            if logical != at:
-                return False  # unflushed writes (or read-ahead) we cannot see
-            # A BufferedRandom may still keep read bytes behind the position:
-            # seek() in place drops them (no I/O with nothing pending).
-            f.seek(logical)
-        elif logical != at:
-            self._drop_readahead(logical)
-        self.pend_at = os.lseek(self.fd, 0, os.SEEK_CUR)
+        # tell() is the fd's offset less the read-ahead (a BufferedReader)
+        # or plus the unflushed writes (a BufferedWriter): either is state
+        # in the object we cannot reproduce.
+        if logical != at:
+            return False
+        self.pend_at = at
         return True
-
-    def _drop_readahead(self, logical: int) -> None:
-        """A BufferedReader's read-ahead (from the program's own calls) is
-        dropped: SEEK_END never takes the in-buffer shortcut (bufferedio.c)."""
-        self.f.seek(0, os.SEEK_END)
-        self.f.seek(logical)
 
     def check(self) -> int | None:
         """At the start of a call: the logical position, or None if the
@@ -196,12 +202,11 @@ class PlainFile:
         if not self.buffered:
             return int(logical)
         at = os.lseek(self.fd, 0, os.SEEK_CUR)
-        if self.writable:
-            if at != self.pend_at or logical != self.pend_at + len(self.pending):
-                self.own = False
-                return None
-        elif at != logical:
-            self._drop_readahead(logical)
+        if at != self.pend_at or logical != self.pend_at + len(self.pending):
+            # The program used the object itself: it may hold read-ahead or
+            # writes we do not know.
+            self.own = False
+            return None
         return int(logical)
 
     def _resync(self, at: int, rest: bytes) -> None:
@@ -319,7 +324,8 @@ class PlainFile:
         to where the shadow is."""
         async with self._lock:
             logical = self.check()
-            assert logical is not None  # (a reader never gives up)
+            if logical is None:
+                return None
             shadow = self._shadow_at(logical)
             try:
                 return await getattr(shadow, name)(*args)
@@ -327,6 +333,7 @@ class PlainFile:
                 self.shadow_at = int(shadow.wrapped.tell())
                 if self.shadow_at != logical:
                     self.f.seek(self.shadow_at)
+                self.pend_at = self.shadow_at
 
     def close_shadow(self) -> None:
         if self.shadow is not None:
