@@ -84,6 +84,7 @@ written.  Pending bytes that a flush wrote stay written.  ``writelines`` and
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -249,7 +250,7 @@ class PlainFile:
                 break
             if n == 0:
                 if not written:
-                    raise fo.oserror(5)  # EIO: a regular file that takes nothing
+                    raise fo.oserror(errno.EIO)  # a regular file that takes nothing
                 break
             written += n
         return written
