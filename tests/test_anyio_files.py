@@ -474,7 +474,11 @@ def test_wrap_file(tmp_path: Path) -> None:
             w = anyio.wrap_file(plain)
             assert type(w) is plain_file_class()
             assert w.wrapped is plain
-            assert await w.read() == b"0123456789"
+            assert await w.read(4) == b"0123"
+            w2 = anyio.wrap_file(plain, limiter=limiter)  # wrapped again: one state, one position
+            assert type(w2) is plain_file_class()
+            assert w2._plain is w._plain
+            assert await w2.read() == b"456789"
         # what stays anyio's own: text, BufferedRandom, a BytesIO, a subclass
         with open(tmp_path / "f", encoding="utf-8") as text:  # noqa: ASYNC230
             assert type(anyio.wrap_file(text)) is anyio.AsyncFile

@@ -88,6 +88,7 @@ import errno
 import io
 import os
 import stat
+import weakref
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
@@ -115,9 +116,17 @@ def _bufsize(f: Any) -> int:
     return int(f.__sizeof__()) - type(f).__basicsize__
 
 
+#: one state per object, shared by every anyio file wrapping it
+_STATES: weakref.WeakKeyDictionary[Any, PlainFile] = weakref.WeakKeyDictionary()
+
+
 def plain_file(f: object) -> PlainFile | None:
     """The ring-side state for ``f`` if it is a plain binary file on a
-    regular file (see the module documentation), else None."""
+    regular file (see the module documentation), else None.  Wrapping the
+    same object again shares its state (and its one-call-at-a-time lock)."""
+    known = _STATES.get(f) if type(f) is io.FileIO or type(f) in _BUFFERED else None
+    if known is not None:
+        return known if known.own and not known.f.closed else None
     t = type(f)
     try:
         if t is io.FileIO:
@@ -135,7 +144,10 @@ def plain_file(f: object) -> PlainFile | None:
         if raw.closed or not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
             return None
         plain = PlainFile(f, raw, bufsize)
-        return plain if plain.start() else None
+        if not plain.start():
+            return None
+        _STATES[f] = plain
+        return plain
     except (OSError, ValueError, AttributeError):  # closed, detached ...
         return None
 
