@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import socket
 import struct
 import sys
+from pathlib import Path
 
 import pytest
 import trio
 
+from trio_uring import _anyio_wrap
 from trio_uring import _kernel as k
 from trio_uring._sockaddr import IOVEC
 
@@ -123,3 +126,23 @@ def test_closed_socket_errno_is_ebadf() -> None:
         return None
 
     assert run(main) == trio.run(main) == errno.EBADF
+
+
+def test_buffered_objects_as_wrap_file_assumes(tmp_path: Path) -> None:
+    """``anyio.wrap_file`` of a plain buffered file (``_anyio_wrap``) reads
+    the buffer size from ``__sizeof__`` (struct plus buffer), relies on a
+    write that fits the buffer doing no I/O, and empties the buffer,
+    unwritten, by calling ``__init__`` again."""
+    path = tmp_path / "f"
+    for buffering in (3, 100, 8192):
+        with open(path, "wb", buffering) as w:
+            assert _anyio_wrap._bufsize(w) == buffering
+            w.write(b"x" * buffering)  # fits exactly: buffered
+            assert os.path.getsize(path) == 0
+            assert w.tell() == buffering
+            type(w).__init__(w, w.raw, buffering)
+            assert w.tell() == 0
+            assert _anyio_wrap._bufsize(w) == buffering
+        assert os.path.getsize(path) == 0  # closing wrote nothing
+        with open(path, "rb", buffering) as r:
+            assert _anyio_wrap._bufsize(r) == buffering
