@@ -410,10 +410,30 @@ def test_anyio_own_code_outside_a_trio_uring_run(tmp_path: Path) -> None:
         assert (kind, data) == (anyio.AsyncFile, b"data"), backend
         if backend == "trio":
             assert jobs, "anyio on stock trio uses worker threads"
+    async def wrapped() -> type:
+        with open(tmp_path / "f", "rb") as fp:  # noqa: ASYNC230
+            f = anyio.wrap_file(fp)
+            assert await f.read() == b"data"
+            return type(f)
+
     # asyncio while installed: still anyio's own
     with trio_uring.installed():
         kind, data = anyio.run(main, backend="asyncio")
         assert kind is anyio.AsyncFile
+        assert anyio.run(wrapped, backend="asyncio") is anyio.AsyncFile
+        assert anyio.run(wrapped, backend="trio") is plain_file_class()
+    # a plain file wrapped outside any run, then used on asyncio: anyio's code
+    with trio_uring.installed(), open(tmp_path / "f", "rb") as fp:
+        f = anyio.wrap_file(fp)
+        assert isinstance(f, plain_file_class())
+
+        async def read_it() -> bytes:
+            return await f.read()  # type: ignore[no-any-return]
+
+        with thread_jobs() as jobs:
+            assert anyio.run(read_it, backend="asyncio") == b"data"
+        assert jobs
+    with trio_uring.installed():
         kind, data = anyio.run(main, backend="trio")
         assert kind is uring_file_class()
     # and once uninstalled, anyio's functions are anyio's again
