@@ -45,7 +45,10 @@ everything the program wrote, so nothing is lost.
   object's own buffer with its own ``write()``: a memcpy, no I/O, as in
   CPython (bufferedio.c, ``_io__Buffered_write_impl``).  A write that does
   not fit makes the flush CPython would make, as WRITEs: first the pending
-  bytes, then the data itself while more than a buffer of it is left.  Then
+  bytes, then the data itself while more than a buffer of it is left.
+  (Python 3.13 writes a write of exactly the buffer size straight through
+  where 3.11 and 3.12 buffer it: :func:`largest_buffered_write` asks the
+  running CPython.)  Then
   the object is re-initialised (``__init__`` again, which CPython allows:
   an empty buffer, the fd's offset re-read) so that it does not write those
   bytes a second time.  Since the object's buffer holds the pending bytes,
@@ -85,6 +88,7 @@ written.  Pending bytes that a flush wrote stay written.  ``writelines`` and
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import stat
@@ -118,6 +122,41 @@ def _bufsize(f: Any) -> int:
 
 #: one state per object, shared by every anyio file wrapping it
 _STATES: weakref.WeakKeyDictionary[Any, PlainFile] = weakref.WeakKeyDictionary()
+
+
+class _Recorder(io.RawIOBase):
+    """A raw file that only counts the writes it is given (no I/O)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.writes += 1
+        return memoryview(b).nbytes
+
+
+@functools.cache
+def _buffer_takes_a_full_buffer() -> bool:
+    """Does this CPython's BufferedWriter keep a write of exactly its buffer
+    size in the buffer (3.11, 3.12) or write it straight through (3.13)?
+    Asked of it, on a raw file that only counts writes."""
+    recorder = _Recorder()
+    writer = io.BufferedWriter(recorder, 4)
+    writer.write(b"1234")
+    taken = recorder.writes == 0
+    writer.detach()
+    return taken
+
+
+def largest_buffered_write(bufsize: int) -> int:
+    """The largest write a BufferedWriter of ``bufsize`` keeps in its
+    buffer (after writing back what it held, if it must); a larger one it
+    writes straight through, until what is left is this size or less."""
+    return bufsize if _buffer_takes_a_full_buffer() else bufsize - 1
 
 
 def plain_file(f: object) -> PlainFile | None:
@@ -456,14 +495,15 @@ class PlainFile:
                 if not self.appending:
                     self.f.seek(pos + n)
                 return n
-            if len(self.pending) + len(chunk) <= self.bufsize:
+            largest = largest_buffered_write(self.bufsize)
+            if len(self.pending) + len(chunk) <= self.bufsize and len(chunk) <= largest:
                 # CPython buffers it (bufferedio.c, _io__Buffered_write_impl): no I/O
                 self.f.write(chunk)
                 self.pending += chunk
                 return len(chunk)
             await self.flush_pending(m)
-            # Bigger than the buffer: written straight, until what is left fits.
-            n = await self._write_at(m, chunk, self.pend_at, self.bufsize)
+            # Too big for the buffer: written straight, until what is left fits.
+            n = await self._write_at(m, chunk, self.pend_at, largest)
             error = self.error
             if n:
                 self._resync(self.pend_at + n, b"")
