@@ -5,7 +5,8 @@
 An anyio program -- nothing in ``work()`` names trio_uring -- makes a
 directory, writes files with ``anyio.Path.write_bytes``, reads them back
 with ``anyio.open_file`` (a seek and a read, then the rest), renames and
-removes them.  Run on io_uring (``--how`` picks one of the three ways of
+removes them, keeping a log in a file it opened itself with ``open()``
+and wrapped with ``anyio.wrap_file``.  Run on io_uring (``--how`` picks one of the three ways of
 docs/anyio.md), every call is an io_uring operation; then the same program
 runs with anyio on stock trio, where each call is a worker-thread job.  Both
 are counted in both runs: calls of ``anyio.to_thread.run_sync`` and threads
@@ -52,6 +53,18 @@ anyio.to_thread.run_sync = _counting_run_sync  # type: ignore[assignment]
 async def work(root: str, files: int, size: int) -> tuple[str, dict[str, int]]:
     base = anyio.Path(root) / "data"
     await base.mkdir(parents=True, exist_ok=True)
+    log_path = os.path.join(root, f"log-{os.getpid()}-{len(jobs)}.txt")
+    # a file object the program opened itself: anyio.wrap_file
+    async with anyio.wrap_file(open(log_path, "ab")) as log:  # noqa: ASYNC230
+        await write_files(base, files, size, log)
+    async with anyio.wrap_file(open(log_path, "rb")) as f:  # noqa: ASYNC230
+        assert [line async for line in f] == [b"f%d.bin checked\n" % i for i in range(files)]
+    await base.rmdir()
+    stats = trio.lowlevel.current_statistics().io_statistics
+    return stats.backend, dict(getattr(stats, "ops_submitted", {}))
+
+
+async def write_files(base: anyio.Path, files: int, size: int, log: anyio.AsyncFile[bytes]) -> None:
     for i in range(files):
         payload = bytes((i + j) % 251 for j in range(size))
         path = base / f"f{i}.bin"
@@ -66,9 +79,7 @@ async def work(root: str, files: int, size: int) -> tuple[str, dict[str, int]]:
         moved = await path.rename(base / f"g{i}.bin")
         assert await moved.read_bytes() == payload
         await moved.unlink()
-    await base.rmdir()
-    stats = trio.lowlevel.current_statistics().io_statistics
-    return stats.backend, dict(getattr(stats, "ops_submitted", {}))
+        await log.write(b"f%d.bin checked\n" % i)
 
 
 def main() -> None:
@@ -86,7 +97,7 @@ def main() -> None:
         else:
             backend, ops = trio_uring.run(work, root, args.files, args.size)
         on_uring = len(started), len(jobs)
-        print(f"{args.files} files of {args.size} bytes written, read back, checked, renamed and removed")
+        print(f"{args.files} files of {args.size} bytes written, read back, checked, renamed and removed; a log kept")
         print(f"io_statistics.backend: {backend}")
         print("ops submitted: " + ", ".join(f"{name} {n}" for name, n in sorted(ops.items())))
         print(f"on io_uring: worker-thread jobs {on_uring[1]}, threads started {on_uring[0]}")

@@ -7,10 +7,13 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 import trio.testing
+
+if TYPE_CHECKING:
+    from trio_uring.testing import Region
 
 
 def exists(path: str | os.PathLike[str]) -> bool:
@@ -90,3 +93,37 @@ async def cancel_in_flight(fn: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]
             await trio.testing.wait_all_tasks_blocked()
             scope.cancel()
     return (not result), (result[0] if result else None)
+
+
+# ---- sweep bodies shared by the file tests (trio_uring.testing.sweep) ----
+
+
+async def read_lines_in_region(region: Region, f: Any, whole: str | bytes) -> None:
+    """Six ``readline`` calls inside ``region`` (which the sweep cancels at
+    each operation in turn), then ``read()`` of the rest: the lines read
+    and the rest add up to ``whole``, nothing lost, nothing twice.  Closes
+    ``f``."""
+    try:
+        got: list[Any] = []
+        with region:
+            for _ in range(6):
+                got.append(await f.readline())
+        rest = await f.read()
+        assert whole[:0].join(got) + rest == whole
+    finally:
+        await f.aclose()
+
+
+async def write_chunks_in_region(region: Region, f: Any, path: str | os.PathLike[str]) -> None:
+    """Chunks of 3 B to 200 KB written to ``f`` inside ``region``; after
+    closing, the file at ``path`` holds exactly what the writes reported."""
+    chunks = [bytes([65 + i]) * size for i, size in enumerate((10, 70_000, 3, 200_000, 5))]
+    reported: list[int] = []
+    try:
+        with region:
+            for chunk in chunks:
+                reported.append(await f.write(chunk))
+    finally:
+        await f.aclose()
+    expected = b"".join(chunk[:n] for chunk, n in zip(chunks, reported, strict=False))
+    assert read_bytes(path) == expected  # exactly what the writes reported

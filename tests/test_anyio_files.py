@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import os
 import subprocess
 import sys
@@ -39,7 +40,15 @@ import trio_uring
 from trio_uring import _anyio_files
 from trio_uring.testing import Region, sweep
 
-from .filetools import cancel_in_flight, drop_cache, outcome, read_bytes, write_bytes
+from .filetools import (
+    cancel_in_flight,
+    drop_cache,
+    outcome,
+    read_bytes,
+    read_lines_in_region,
+    write_bytes,
+    write_chunks_in_region,
+)
 from .test_files import BIG, Op, binary_case, text_case
 
 pytestmark = pytest.mark.filterwarnings("ignore:line buffering:RuntimeWarning")
@@ -182,6 +191,63 @@ def test_differential_binary(case: tuple[str, int, bytes, list[Op]]) -> None:
 def test_differential_text(case: tuple[str, int, dict[str, Any], bytes, list[Op]]) -> None:
     mode, buffering, kwargs, initial, ops = case
     differential(mode, buffering, kwargs, initial, ops)
+
+
+# ---- anyio.wrap_file of a plain open() file: the differential run -------------------------------
+
+
+def plain_file_class() -> type:
+    return _anyio_files._plain_file_class(anyio.AsyncFile)
+
+
+async def wrap_record(path: str, mode: str, buffering: int, ops: list[Op]) -> list[Any]:
+    """``anyio.wrap_file(open(path, mode, buffering))`` and ``ops``: each
+    result, ``tell()`` and the bytes on disk after it."""
+    try:
+        fp = open(path, mode, buffering)  # noqa: ASYNC230, SIM115  -- the object under test is a plain one
+    except OSError as exc:
+        return [(type(exc).__name__, str(exc).replace(path, "P"))]
+    f = anyio.wrap_file(fp)
+    on_ring = isinstance(f, plain_file_class())
+    log: list[Any] = [("wrapped", type(fp).__name__)]
+    for op in [*ops, ("close", ()), ("read", (1,))]:
+        log.append((op, await apply(f, op), await outcome(f.tell), read_bytes(path)))
+    log.append(on_ring and f._plain.own)
+    return log
+
+
+def wrap_differential(mode: str, buffering: int, initial: bytes, ops: list[Op]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "f")
+        if "x" not in mode:
+            write_bytes(path, initial)
+        expected = on_stock(wrap_record, path, mode, buffering, ops)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        if "x" not in mode:
+            write_bytes(path, initial)
+        got, jobs = on_uring(wrap_record, path, mode, buffering, ops)
+    assert expected[-1] is False
+    if len(got) == 1:  # the open failed, the same way
+        assert got == expected
+        return
+    for i, (e, g) in enumerate(zip(expected[:-1], got[:-1], strict=True)):
+        assert g == e, (i, ops)
+    if buffering != 0 and "+" in mode:
+        # a BufferedRandom: anyio's own AsyncFile, in anyio's threads (docs/anyio.md)
+        assert got[-1] is False
+        return
+    assert got[-1] is True, "anyio.wrap_file on io_uring did not give (or gave up) the ring's file"
+    assert jobs == []
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(binary_case())
+def test_wrap_file_differential(case: tuple[str, int, bytes, list[Op]]) -> None:
+    """Every binary mode (r, r+, w, w+, a, a+, x, x+), unbuffered and with
+    buffers of 3 bytes to 4 KiB and the default."""
+    mode, buffering, initial, ops = case
+    wrap_differential(mode, buffering, initial, ops)
 
 
 # ---- anyio.Path: the differential run ------------------------------------------------------------
@@ -344,10 +410,30 @@ def test_anyio_own_code_outside_a_trio_uring_run(tmp_path: Path) -> None:
         assert (kind, data) == (anyio.AsyncFile, b"data"), backend
         if backend == "trio":
             assert jobs, "anyio on stock trio uses worker threads"
+    async def wrapped() -> type:
+        with open(tmp_path / "f", "rb") as fp:  # noqa: ASYNC230
+            f = anyio.wrap_file(fp)
+            assert await f.read() == b"data"
+            return type(f)
+
     # asyncio while installed: still anyio's own
     with trio_uring.installed():
         kind, data = anyio.run(main, backend="asyncio")
         assert kind is anyio.AsyncFile
+        assert anyio.run(wrapped, backend="asyncio") is anyio.AsyncFile
+        assert anyio.run(wrapped, backend="trio") is plain_file_class()
+    # a plain file wrapped outside any run, then used on asyncio: anyio's code
+    with trio_uring.installed(), open(tmp_path / "f", "rb") as fp:
+        f = anyio.wrap_file(fp)
+        assert isinstance(f, plain_file_class())
+
+        async def read_it() -> bytes:
+            return await f.read()  # type: ignore[no-any-return]
+
+        with thread_jobs() as jobs:
+            assert anyio.run(read_it, backend="asyncio") == b"data"
+        assert jobs
+    with trio_uring.installed():
         kind, data = anyio.run(main, backend="trio")
         assert kind is uring_file_class()
     # and once uninstalled, anyio's functions are anyio's again
@@ -403,14 +489,99 @@ def test_wrap_file(tmp_path: Path) -> None:
         assert anyio.wrap_file(f.wrapped, limiter=limiter).limiter is limiter
         await again.aclose()
         assert f.closed
-        # a file trio_uring did not open: anyio's own object (CPython's FileIO
-        # reads with read(2), which cannot be moved into the ring)
+        # a plain open() binary file: the ring's file (its I/O in the ring)
         with open(tmp_path / "f", "rb") as plain:  # noqa: ASYNC230
             w = anyio.wrap_file(plain)
-            assert type(w) is anyio.AsyncFile
-            assert await w.read() == b"0123456789"
+            assert type(w) is plain_file_class()
+            assert w.wrapped is plain
+            assert await w.read(4) == b"0123"
+            w2 = anyio.wrap_file(plain, limiter=limiter)  # wrapped again: one state, one position
+            assert type(w2) is plain_file_class()
+            assert w2._plain is w._plain
+            assert await w2.read() == b"456789"
+        # what stays anyio's own: text, BufferedRandom, a BytesIO, a subclass
+        with open(tmp_path / "f", encoding="utf-8") as text:  # noqa: ASYNC230
+            assert type(anyio.wrap_file(text)) is anyio.AsyncFile
+        with open(tmp_path / "f", "r+b") as both:  # noqa: ASYNC230
+            assert type(anyio.wrap_file(both)) is anyio.AsyncFile
+        assert type(anyio.wrap_file(io.BytesIO(b"x"))) is anyio.AsyncFile
+        with open(tmp_path / "f", "rb", buffering=0) as raw:  # noqa: ASYNC230
+            sub = type("Sub", (io.BufferedReader,), {})(raw)
+            assert type(anyio.wrap_file(sub)) is anyio.AsyncFile
+        # and a plain file whose buffer holds writes we cannot see
+        with open(tmp_path / "g", "wb") as pending:  # noqa: ASYNC230
+            pending.write(b"unflushed")
+            assert type(anyio.wrap_file(pending)) is anyio.AsyncFile
 
     on_uring(main)
+
+
+def test_wrap_file_in_the_ring_without_threads(tmp_path: Path) -> None:
+    """wrap_file of plain open() binary files: the data through READ and
+    WRITE, every byte checked, and not one worker-thread job or thread."""
+    data = os.urandom(3 * 1024 * 1024 + 17)
+
+    async def main() -> dict[str, int]:
+        before = dict(trio.lowlevel.current_statistics().io_statistics.ops_submitted)
+        for buffering in (-1, 0):
+            path = tmp_path / f"f{buffering}"
+            with open(path, "wb", buffering) as fp:  # noqa: ASYNC230
+                f = anyio.wrap_file(fp)
+                assert isinstance(f, plain_file_class())
+                assert await f.write(data[:5]) == 5
+                assert await f.write(data[5:]) == len(data) - 5
+                await f.flush()
+            async with anyio.wrap_file(open(path, "ab", buffering)) as f:  # noqa: ASYNC230
+                assert isinstance(f, plain_file_class())
+                assert await f.write(b"tail") == 4
+                assert await f.tell() == len(data) + 4
+            async with anyio.wrap_file(open(path, "rb", buffering)) as f:  # noqa: ASYNC230
+                assert isinstance(f, plain_file_class())
+                assert await f.read(10) == data[:10]
+                assert await f.seek(-4, os.SEEK_END) == len(data)
+                assert await f.read() == b"tail"
+                await f.seek(100)
+                assert await f.read() == data[100:] + b"tail"
+            with open(path, "r+b", 0) as fp:  # noqa: ASYNC230
+                f = anyio.wrap_file(fp)
+                assert isinstance(f, plain_file_class())
+                await f.seek(1)
+                assert await f.write(b"xy") == 2
+                assert await f.read(3) == data[3:6]
+                assert await f.truncate() == 6
+            assert read_bytes(path) == data[:1] + b"xy" + data[3:6]
+        after = trio.lowlevel.current_statistics().io_statistics.ops_submitted
+        return {name: n - before.get(name, 0) for name, n in after.items()}
+
+    ops, jobs = on_uring(main)
+    assert jobs == []
+    assert ops.get("READ", 0) >= 1, ops
+    assert ops.get("WRITE", 0) >= 4, ops
+
+
+def test_wrap_file_object_used_directly(tmp_path: Path) -> None:
+    """An object the program uses itself between two calls goes back to
+    anyio's code, with nothing lost; one holding read-ahead is anyio's."""
+    path = tmp_path / "f"
+
+    async def main() -> None:
+        with open(path, "wb") as fp:  # noqa: ASYNC230
+            f = anyio.wrap_file(fp)
+            assert isinstance(f, plain_file_class())
+            assert await f.write(b"ab") == 2  # in fp's buffer
+            fp.write(b"cd")  # the program's own write
+            assert await f.write(b"ef") == 2  # anyio's code from now on
+            assert not f._plain.own
+            assert await f.tell() == 6
+        assert read_bytes(path) == b"abcdef"
+        with open(path, "rb") as fp:  # noqa: ASYNC230
+            assert fp.read(1) == b"a"  # now it holds read-ahead
+            f = anyio.wrap_file(fp)
+            assert type(f) is anyio.AsyncFile
+            assert await f.read1(10) == b"bcdef"
+
+    _, jobs = on_uring(main)
+    assert jobs  # anyio's threads
 
 
 def test_imported_after_installing(tmp_path: Path) -> None:
@@ -463,13 +634,30 @@ def test_fifo_is_anyio_own(tmp_path: Path) -> None:
 # ---- cancellation ------------------------------------------------------------------------------
 
 
-def test_cancelled_read_is_all_or_nothing(tmp_path: Path) -> None:
+async def open_anyio(path: Path, mode: str, buffering: int) -> Any:
+    f = await anyio.open_file(path, mode, buffering)
+    assert isinstance(f, uring_file_class())
+    return f
+
+
+async def open_wrapped(path: Path, mode: str, buffering: int) -> Any:
+    """anyio.wrap_file of a plain open() file."""
+    f = anyio.wrap_file(open(path, mode, buffering))  # noqa: ASYNC230, SIM115
+    assert isinstance(f, plain_file_class())
+    return f
+
+
+OPENERS = {"open_file": open_anyio, "wrap_file": open_wrapped}
+
+
+@pytest.mark.parametrize("how", OPENERS)
+def test_cancelled_read_is_all_or_nothing(tmp_path: Path, how: str) -> None:
     write_bytes(tmp_path / "f", BIG)
 
     async def main() -> list[bool]:
         seen = []
         for i, buffering in enumerate((-1, 0, -1)):
-            f = await anyio.open_file(tmp_path / "f", "rb", buffering)
+            f = await OPENERS[how](tmp_path / "f", "rb", buffering)
             assert await f.seek(i * 1000) == i * 1000
             drop_cache(tmp_path / "f")
             cancelled, data = await cancel_in_flight(lambda f=f: f.read(len(BIG)))
@@ -487,13 +675,14 @@ def test_cancelled_read_is_all_or_nothing(tmp_path: Path) -> None:
     print("reads cancelled in flight:", sum(seen), "of", len(seen))
 
 
+@pytest.mark.parametrize("how", OPENERS)
 @pytest.mark.parametrize("buffering", [0, -1])
-def test_cancelled_write_is_all_or_nothing(tmp_path: Path, buffering: int) -> None:
+def test_cancelled_write_is_all_or_nothing(tmp_path: Path, buffering: int, how: str) -> None:
     async def main() -> list[bool]:
         seen = []
         for i in range(3):
             path = tmp_path / f"f{i}"
-            f = await anyio.open_file(path, "wb", buffering)
+            f = await OPENERS[how](path, "wb", buffering)
             await f.write(b"head")
             cancelled, n = await cancel_in_flight(lambda f=f: f.write(BIG))
             seen.append(cancelled)
@@ -519,15 +708,11 @@ def test_cancelled_write_is_all_or_nothing(tmp_path: Path, buffering: int) -> No
 async def anyio_read_lines_body(region: Region, path: Path, text: str) -> None:
     f = await anyio.open_file(path, encoding="utf-8", newline="")
     assert isinstance(f, uring_file_class())
-    try:
-        got: list[str] = []
-        with region:
-            for _ in range(6):
-                got.append(await f.readline())
-        rest = await f.read()
-        assert "".join(got) + rest == text  # nothing lost, nothing twice
-    finally:
-        await f.aclose()
+    await read_lines_in_region(region, f, text)
+
+
+async def wrapped_read_lines_body(region: Region, path: Path, data: bytes, buffering: int) -> None:
+    await read_lines_in_region(region, await open_wrapped(path, "rb", buffering), data)
 
 
 def test_sweep_cancels_each_read(tmp_path: Path) -> None:
@@ -538,23 +723,22 @@ def test_sweep_cancels_each_read(tmp_path: Path) -> None:
     assert len(report.ops) >= 3
 
 
-async def anyio_write_chunks_body(region: Region, path: Path, buffering: int) -> None:
-    chunks = [bytes([65 + i]) * size for i, size in enumerate((10, 70_000, 3, 200_000, 5))]
-    f = await anyio.open_file(path, "wb", buffering)
-    assert isinstance(f, uring_file_class())
-    reported: list[int] = []
-    try:
-        with region:
-            for chunk in chunks:
-                reported.append(await f.write(chunk))
-    finally:
-        await f.aclose()
-    expected = b"".join(chunk[:n] for chunk, n in zip(chunks, reported, strict=False))
-    assert read_bytes(path) == expected  # exactly what the writes reported
-
-
 @pytest.mark.parametrize("buffering", [0, -1])
-def test_sweep_cancels_each_write(tmp_path: Path, buffering: int) -> None:
-    report = sweep(anyio_write_chunks_body, tmp_path / "f", buffering)
+def test_sweep_cancels_each_read_of_a_wrapped_file(tmp_path: Path, buffering: int) -> None:
+    data = b"".join((b"x" * (i * 40_000)) + b"\r\n" for i in range(8))
+    (tmp_path / "f").write_bytes(data)
+    report = sweep(wrapped_read_lines_body, tmp_path / "f", data, buffering)
+    report.raise_for_failures()
+    assert len(report.ops) >= 3
+
+
+async def anyio_write_chunks_body(region: Region, path: Path, buffering: int, how: str) -> None:
+    await write_chunks_in_region(region, await OPENERS[how](path, "wb", buffering), path)
+
+
+@pytest.mark.parametrize("how", OPENERS)
+@pytest.mark.parametrize("buffering", [0, -1, 100])
+def test_sweep_cancels_each_write(tmp_path: Path, buffering: int, how: str) -> None:
+    report = sweep(anyio_write_chunks_body, tmp_path / "f", buffering, how)
     report.raise_for_failures()
     assert report.ops

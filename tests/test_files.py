@@ -35,7 +35,16 @@ import trio_uring
 from trio_uring import _file
 from trio_uring.testing import Region, sweep
 
-from .filetools import cancel_in_flight, drop_cache, nowait_reads_work, outcome, read_bytes, write_bytes
+from .filetools import (
+    cancel_in_flight,
+    drop_cache,
+    nowait_reads_work,
+    outcome,
+    read_bytes,
+    read_lines_in_region,
+    write_bytes,
+    write_chunks_in_region,
+)
 from .helpers import fd_count, kernel, ops_submitted, run
 
 Op = tuple[str, tuple[Any, ...]]
@@ -712,16 +721,8 @@ def test_cancelled_text_write_keeps_what_it_accepted(tmp_path: Path) -> None:
 
 async def read_lines_body(region: Region, path: Path, text: str) -> None:
     f = await trio_uring.open_file(path, encoding="utf-8", newline="")
-    try:
-        got: list[str] = []
-        with region:
-            for _ in range(6):
-                got.append(await f.readline())
-        rest = await f.read()
-        assert "".join(got) + rest == text  # nothing lost, nothing twice
-        assert f.sync_reads == 0
-    finally:
-        await f.aclose()
+    await read_lines_in_region(region, f, text)
+    assert f.sync_reads == 0
 
 
 def test_sweep_cancels_each_read(tmp_path: Path) -> None:
@@ -736,17 +737,7 @@ def test_sweep_cancels_each_read(tmp_path: Path) -> None:
 
 
 async def write_chunks_body(region: Region, path: Path, buffering: int) -> None:
-    chunks = [bytes([65 + i]) * size for i, size in enumerate((10, 70_000, 3, 200_000, 5))]
-    f = await trio_uring.open_file(path, "wb", buffering)
-    reported: list[int] = []
-    try:
-        with region:
-            for chunk in chunks:
-                reported.append(await f.write(chunk))
-    finally:
-        await f.aclose()
-    expected = b"".join(chunk[:n] for chunk, n in zip(chunks, reported, strict=False))
-    assert read_bytes(path) == expected  # exactly what the writes reported
+    await write_chunks_in_region(region, await trio_uring.open_file(path, "wb", buffering), path)
 
 
 @pytest.mark.parametrize("buffering", [0, -1, 100])

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import socket
 import struct
 import sys
+from pathlib import Path
 
 import pytest
 import trio
 
+from trio_uring import _anyio_wrap
 from trio_uring import _kernel as k
 from trio_uring._sockaddr import IOVEC
 
@@ -123,3 +126,33 @@ def test_closed_socket_errno_is_ebadf() -> None:
         return None
 
     assert run(main) == trio.run(main) == errno.EBADF
+
+
+def test_buffered_objects_as_wrap_file_assumes(tmp_path: Path) -> None:
+    """``anyio.wrap_file`` of a plain buffered file (``_anyio_wrap``) reads
+    the buffer size from ``__sizeof__`` (struct plus buffer), predicts
+    which writes stay in the buffer and which are written (through
+    ``largest_buffered_write``, which asks this CPython), and empties the
+    buffer, unwritten, by calling ``__init__`` again."""
+    path = tmp_path / "f"
+    for bufsize in (3, 8, 100):
+        largest = _anyio_wrap.largest_buffered_write(bufsize)
+        for pending in range(bufsize):
+            for n in (0, 1, bufsize - pending, bufsize - 1, bufsize, bufsize + 1, 2 * bufsize + 1):
+                with open(path, "wb", bufsize) as w:
+                    assert _anyio_wrap._bufsize(w) == bufsize
+                    w.write(b"p" * pending)
+                    w.write(b"n" * n)
+                    on_disk = os.path.getsize(path)
+                    type(w).__init__(w, w.raw, bufsize)  # drops what it holds
+                    assert w.tell() == on_disk
+                assert os.path.getsize(path) == on_disk  # closing wrote nothing
+                if pending + n <= bufsize and n <= largest:
+                    expected = 0  # all in the buffer
+                elif n > largest:
+                    expected = pending + n  # written back, then straight through
+                else:
+                    expected = pending  # written back, n in the buffer
+                assert on_disk == expected, (bufsize, pending, n)
+        with open(path, "rb", bufsize) as r:
+            assert _anyio_wrap._bufsize(r) == bufsize

@@ -31,10 +31,14 @@ io_uring with the file opcodes (the same test :func:`trio_uring.open_file`
 makes); if not -- asyncio, a stock trio run, no run at all -- anyio's own
 code runs, unchanged.  So does anything trio_uring does not do as anyio
 would: a ``limiter`` that is not a ``CapacityLimiter`` (anyio's error), and
-``wrap_file`` of a file object trio_uring did not open (its raw file is
-CPython's ``FileIO``, whose reads are read(2) calls that cannot be moved into
-the ring).  What :func:`trio_uring.open_file` itself hands to threads (a
-FIFO, an ``opener``) is documented there.
+``wrap_file`` of a file object that is neither one trio_uring opened nor a
+plain ``open()`` binary ``FileIO`` / ``BufferedReader`` / ``BufferedWriter``
+on a regular file.  Those plain objects are served by
+:mod:`trio_uring._anyio_wrap`, which does their I/O in the ring and sets
+the object to where its own call would have left it.  Text files and
+``BufferedRandom`` keep anyio's threads; that module says why.  What
+:func:`trio_uring.open_file` itself hands to threads (a FIFO, an
+``opener``) is documented there.
 
 anyio's methods that have no io_uring opcode under them (``iterdir``,
 ``glob``, ``walk``, ``chmod``, ``readlink``, ``resolve``, ``owner`` ...) are
@@ -60,6 +64,7 @@ from typing import Any, ClassVar, Final
 
 import sniffio
 
+from ._anyio_wrap import make_plain_class, plain_file
 from ._file import UringFile, current_manager
 from ._file import open_file as uring_open_file
 from ._path import Path as UringPath
@@ -210,6 +215,18 @@ def _make_async_file_class(base: Any) -> type:
     return UringAsyncFile
 
 
+_plain_classes: dict[type, type] = {}
+
+
+def _plain_file_class(base: type) -> type:
+    """The ``anyio.AsyncFile`` subclass for ``wrap_file`` of a plain binary
+    file (:mod:`trio_uring._anyio_wrap`), made once per class object."""
+    cls = _plain_classes.get(base)
+    if cls is None:
+        cls = _plain_classes[base] = make_plain_class(base)
+    return cls
+
+
 def _as_anyio(fileio: types.ModuleType, f: Any, limiter: Any) -> Any:
     """The anyio file object for what trio_uring.open_file returned."""
     if isinstance(f, UringFile):
@@ -257,10 +274,26 @@ class _Hooks:
             return self.wrap_file(*args, **kwargs)  # anyio's own TypeError
         file = bound.arguments["file"]
         limiter = bound.arguments.get("limiter")
+        if not self.limiter_ok(limiter):
+            return self.wrap_file(*args, **kwargs)  # anyio's own error
         owner = _OWNERS.get(file) if _hashable_weakref(file) else None
-        if owner is None or owner.wrapped is not file or not self.limiter_ok(limiter):
-            return self.wrap_file(*args, **kwargs)
-        return _async_file_class(self.fileio.AsyncFile)(owner, limiter=limiter)
+        if owner is not None and owner.wrapped is file:
+            return _async_file_class(self.fileio.AsyncFile)(owner, limiter=limiter)
+        if _may_run_on_io_uring():
+            plain = plain_file(file)
+            if plain is not None:
+                return _plain_file_class(self.fileio.AsyncFile)(file, plain, limiter=limiter)
+        return self.wrap_file(*args, **kwargs)
+
+
+def _may_run_on_io_uring() -> bool:
+    """May a file wrapped now be used on io_uring: no async library in this
+    thread (wrapped before a run), or a trio task on io_uring?"""
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return True
+    return library == "trio" and on_io_uring()
 
 
 def _hashable_weakref(obj: object) -> bool:
