@@ -163,8 +163,11 @@ def ipv6_available() -> bool:
 
 def run_child(code: str, timeout: float = 60) -> str:
     """Run ``code`` in a fresh Python (for limits a test must not set on
-    itself); return its stdout, failing with its stderr if it fails."""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=False)
+    itself); return its stdout, failing with its stderr if it fails.  The
+    ``timeout`` is a quiet machine's, scaled by :func:`slowness`."""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout * slowness(), check=False
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
