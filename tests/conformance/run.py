@@ -44,7 +44,7 @@ xfail_strict = true
 #: holding the whole run, not a speed limit.  Seen: stock trio 0.27.0's
 #: test_ki_protection_works looping (15 CPU minutes) on Python 3.13.0 on a
 #: loaded machine, where alone it passes in half a second.
-TEST_TIMEOUT = "600"
+TEST_TIMEOUT = "300"
 
 
 def per_test_timeout() -> list[str]:
