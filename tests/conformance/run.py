@@ -18,7 +18,6 @@ one stock run.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import re
 import subprocess
@@ -39,19 +38,11 @@ xfail_strict = true
 """
 
 
-#: seconds one trio test may take before pytest-timeout fails it (with
-#: TRIO_URING_CONFORMANCE_TEST_TIMEOUT): a guard against one hung test
-#: holding the whole run, not a speed limit.  Seen: stock trio 0.27.0's
-#: test_ki_protection_works looping (15 CPU minutes) on Python 3.13.0 on a
-#: loaded machine, where alone it passes in half a second.
-TEST_TIMEOUT = "300"
-
-
-def per_test_timeout() -> list[str]:
-    """``--timeout=...`` where pytest-timeout is installed (the test extra)."""
-    if importlib.util.find_spec("pytest_timeout") is None:
-        return []
-    return [f"--timeout={os.environ.get('TRIO_URING_CONFORMANCE_TEST_TIMEOUT', TEST_TIMEOUT)}"]
+#: Not used: a per-test timeout (pytest-timeout).  Tried: its SIGALRM
+#: raises inside trio.run, which leaves trio's run context set, and every
+#: later test of the session then fails on both sides -- so a timed-out
+#: test on stock trio silently weakens the comparison for every test after
+#: it.  A hung suite is caught by TRIO_URING_CONFORMANCE_TIMEOUT instead.
 
 
 def allowed_failures() -> set[str]:
@@ -81,7 +72,6 @@ def run_suite(
         # trio's slow tests too: they exercise the IO manager hardest.
         "--run-slow",
         f"--junitxml={junit}",
-        *per_test_timeout(),
         *extra,
     ]
     print(f"== trio's suite on {label}: {' '.join(cmd[3:])}", flush=True)
