@@ -165,9 +165,14 @@ def run_child(code: str, timeout: float = 60) -> str:
     """Run ``code`` in a fresh Python (for limits a test must not set on
     itself); return its stdout, failing with its stderr if it fails.  The
     ``timeout`` is a quiet machine's, scaled by :func:`slowness`."""
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout * slowness(), check=False
-    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout * slowness(), check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        # what the child said before it was killed (a faulthandler dump, if it set one up)
+        said = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        raise AssertionError(f"the child ran over {exc.timeout:.0f} s; its stderr:\n{said[-6000:]}") from None
     assert out.returncode == 0, out.stderr
     return out.stdout
 

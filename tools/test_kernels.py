@@ -33,6 +33,7 @@ matching package) to KERNELS, or name the package on the command line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import json
 import os
@@ -41,6 +42,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,6 +273,12 @@ def boot(cmd: list[str], console: Path, timeout: float) -> tuple[int | None, flo
         os.set_blocking(proc.stdout.fileno(), True)
         deadline = start + timeout
         code: int | None = None
+        # The deadline holds while the guest prints nothing too (a suite
+        # that runs for an hour prints no line until it ends): a timer kills
+        # the VM's process group, which ends the loop below.
+        watchdog = threading.Timer(timeout, _kill_group, (proc.pid,))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             for line in proc.stdout:
                 out.write(line)
@@ -284,11 +292,17 @@ def boot(cmd: list[str], console: Path, timeout: float) -> tuple[int | None, flo
             except subprocess.TimeoutExpired:
                 pass
         finally:
+            watchdog.cancel()
             if proc.poll() is None:
-                os.killpg(proc.pid, 9)
-                proc.wait()
+                _kill_group(proc.pid)
+            if proc.wait() < 0 or code is None:
                 out.write(f"\n[test-kernels] killed after {timeout:.0f} s\n")
     return code, time.monotonic() - start
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, 9)
 
 
 def kvm_boots(vng: Path, kernel: Kernel, args: argparse.Namespace) -> bool:
