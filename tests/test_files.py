@@ -695,14 +695,19 @@ def test_cancelled_text_write_keeps_what_it_accepted(tmp_path: Path) -> None:
     """A text write hands its bytes to the buffered layer, as io does; if the
     WRITE that pushes them out is cancelled, they stay queued, write()
     reports them written, Cancelled comes at the next checkpoint, and the
-    close writes them."""
+    close writes them.  (The cancel lands only if the run loop idles while
+    a WRITE is in flight; where the page cache takes every WRITE at submit
+    the whole write can finish first -- seen once under the 5.15 profile on
+    a loaded machine -- so it tries again, up to 20 times, with the same
+    checks on the file each time.)"""
     text = "".join(f"{i:08d} é\n" for i in range(400_000))  # ~4.4 MB of UTF-8
+    landed: list[bool] = []
 
-    async def main() -> None:
-        f = await trio_uring.open_file(tmp_path / "f", "w", encoding="utf-8")
+    async def main(path: Path) -> None:
+        f = await trio_uring.open_file(path, "w", encoding="utf-8")
+        done: list[int] = []
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
-                done: list[int] = []
 
                 async def go() -> None:
                     done.append(await f.write(text))
@@ -712,11 +717,16 @@ def test_cancelled_text_write_keeps_what_it_accepted(tmp_path: Path) -> None:
                 nursery.start_soon(go)
                 await trio.testing.wait_all_tasks_blocked()
                 scope.cancel()
-        assert done == [len(text)]
+        assert done in ([len(text)], [len(text), -1])
+        landed.append(done == [len(text)])
         await f.aclose()
-        assert read_bytes(tmp_path / "f") == text.encode()
+        assert read_bytes(path) == text.encode()
 
-    run(main)
+    for attempt in range(20):
+        run(main, tmp_path / f"f{attempt}")
+        if landed[-1]:
+            break
+    assert landed[-1], f"the cancel never landed while a WRITE was in flight ({len(landed)} tries)"
 
 
 async def read_lines_body(region: Region, path: Path, text: str) -> None:
