@@ -127,3 +127,21 @@ async def write_chunks_in_region(region: Region, f: Any, path: str | os.PathLike
         await f.aclose()
     expected = b"".join(chunk[:n] for chunk, n in zip(chunks, reported, strict=False))
     assert read_bytes(path) == expected  # exactly what the writes reported
+
+
+async def cancel_a_write_in_flight(f: Any, path: str | os.PathLike[str], data: bytes) -> bool:
+    """``f`` (a binary file just opened for writing on ``path``) gets
+    ``b"head"``, then a write of ``data`` cancelled while in flight.  Either
+    it was cancelled and wrote nothing, or it returns its count: ``tell()``
+    and the bytes on disk after close agree.  Returns whether it was
+    cancelled."""
+    await f.write(b"head")
+    cancelled, n = await cancel_in_flight(lambda: f.write(data))
+    if cancelled:
+        assert await f.tell() == 4
+    else:
+        assert 0 < n <= len(data)
+        assert await f.tell() == 4 + n
+    await f.aclose()
+    assert read_bytes(path) == b"head" + (b"" if cancelled else data[:n])
+    return bool(cancelled)
