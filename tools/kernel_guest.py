@@ -38,19 +38,23 @@ def say(msg: str) -> None:
 
 
 def run(cmd: list[str], log: Path, timeout: float) -> tuple[int | None, str, float]:
+    """Run ``cmd``, its output written to ``log`` as it comes (the host can follow
+    it, and a run killed at the host's deadline keeps what it had done)."""
     say("$ " + " ".join(cmd))
     start = time.monotonic()
-    try:
-        proc = subprocess.run(
-            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False
-        )
-        code: int | None = proc.returncode
-        out = proc.stdout
-    except subprocess.TimeoutExpired as exc:
-        code = None
-        out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("w") as sink:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        try:
+            code: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = None
+    out = log.read_text(errors="replace")
+    if code is None:
         out += f"\n[guest] timed out after {timeout:.0f} s\n"
-    log.write_text(out)
+        log.write_text(out)
     return code, out, time.monotonic() - start
 
 
@@ -125,7 +129,7 @@ def main() -> int:
     if "ours" in suites:
         junit = out / "ours.xml"
         files = FLOOR_TESTS if refused else (pytest_args or ["tests"])
-        cmd = [py, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", f"--junitxml={junit}", *files]
+        cmd = [py, "-m", "pytest", "-v", "-rfEs", "-p", "no:cacheprovider", f"--junitxml={junit}", *files]
         code, text, secs = run(cmd, out / "ours.log", 3 * 3600)
         counts = junit_counts(junit)
         summary = text.strip().splitlines()[-1] if text.strip() else ""

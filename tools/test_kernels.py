@@ -346,8 +346,22 @@ def run_kernel(vng: Path, kernel: Kernel, accel: str, args: argparse.Namespace, 
         results = {"suites": [], "error": f"no results (vng exit {code}, {elapsed:.0f} s)"}
     if not results.get("done") and not results.get("error"):
         results["error"] = f"the guest did not finish (vng exit {code}, {elapsed:.0f} s; see {outdir}/console.log)"
+        if partial := partial_counts(outdir / "ours.log"):
+            results["error"] += f"; our suite so far (ours.log): {partial}"
     results.update(kernel=kernel.label, package=kernel.package, release=kernel.release, boot_seconds=elapsed)
     return results
+
+
+def partial_counts(log: Path) -> str:
+    """What a stopped guest's pytest log (``-v``, written as it ran) had recorded."""
+    if not log.exists():
+        return ""
+    counts: dict[str, int] = {}
+    for m in re.finditer(
+        r"^\S+::\S.* (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b", log.read_text(errors="replace"), re.M
+    ):
+        counts[m.group(1).lower()] = counts.get(m.group(1).lower(), 0) + 1
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
 
 
 def table(all_results: list[dict]) -> str:
