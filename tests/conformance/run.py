@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,23 @@ xfail_strict = true
 #: later test of the session then fails on both sides -- so a timed-out
 #: test on stock trio silently weakens the comparison for every test after
 #: it.  A hung suite is caught by TRIO_URING_CONFORMANCE_TIMEOUT instead.
+
+
+def sigint_as_python_starts_it() -> None:
+    """Let the suites' processes start with SIGINT's default disposition.
+
+    A job that a non-interactive shell starts in the background (``cmd &``
+    in a script, ``nohup cmd &``) has SIGINT ignored (POSIX, "Shell Command
+    Language", 2.11: without job control an asynchronous list ignores SIGINT
+    and SIGQUIT), and an ignored signal stays ignored across exec(2).  Python
+    then leaves SIGINT ignored instead of installing KeyboardInterrupt, trio
+    does not install its handler, and trio's own KeyboardInterrupt tests wait
+    for an interrupt that never comes: ``test_ki_protection_works`` loops in
+    ``trio.run`` for ever, on stock trio and on trio_uring alike.  A handler
+    that is a function is reset to SIG_DFL at exec, so installing Python's
+    own here gives every child the disposition a terminal would."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def allowed_failures() -> set[str]:
@@ -122,6 +140,7 @@ def counts(results: dict[str, str]) -> str:
 
 
 def main() -> int:
+    sigint_as_python_starts_it()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["stock", "uring"], help="run only one side (no comparison)")
     parser.add_argument(
