@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from .helpers import slowness
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 
@@ -62,7 +64,9 @@ def test_open_loop_keeps_its_schedule_when_the_server_is_slow(loadgen: list[str]
     counts from the scheduled send, so none is below the server's delay."""
     server = SlowEchoServer()
     try:
-        result = _harness.run_loadgen(loadgen, "echo-rate", server.port, 1, 64, 1000, 0, 0.3, 100_000, timeout=60)
+        result = _harness.run_loadgen(
+            loadgen, "echo-rate", server.port, 1, 64, 1000, 0, 0.3, 100_000, timeout=60 * slowness()
+        )
     finally:
         server.close()
     assert result["errors"] == 0
@@ -82,7 +86,7 @@ def test_open_loop_counts_every_reply(loadgen: list[str], mode: str, backend: st
     try:
         with _harness.Server(kind, backend) as server:
             result = _harness.run_loadgen(
-                loadgen, mode, server.port, 4, *args, 2000, 0.05, 0.2, 200, "sleep", timeout=60
+                loadgen, mode, server.port, 4, *args, 2000, 0.05, 0.2, 200, "sleep", timeout=60 * slowness()
             )
     finally:
         _harness.kill_all()
@@ -94,7 +98,7 @@ def test_open_loop_counts_every_reply(loadgen: list[str], mode: str, backend: st
 
 def test_bad_usage_is_exit_status_2(loadgen: list[str]) -> None:
     for argv in (["echo-rate", "127.0.0.1", "1", "1", "64", "0", "0", "1", "1"], ["echo-rate", "127.0.0.1", "1"]):
-        proc = subprocess.run([*loadgen, *argv], capture_output=True, timeout=30, check=False)
+        proc = subprocess.run([*loadgen, *argv], capture_output=True, timeout=30 * slowness(), check=False)
         assert proc.returncode == 2, argv
 
 
@@ -115,7 +119,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=300 * slowness(),
         cwd=ROOT,
         check=False,
     )

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import slowness
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -29,12 +31,20 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("serve_workers.py", ["--selftest"], "selftest passed"),
         ("asgi_backend.py", ["--selftest"], "selftest passed"),
         ("anyio_files.py", ["--files", "5"], "on io_uring: worker-thread jobs 0, threads started 0"),
-        ("anyio_files.py", ["--files", "3", "--how", "installed"], "on io_uring: worker-thread jobs 0, threads started 0"),
+        (
+            "anyio_files.py",
+            ["--files", "3", "--how", "installed"],
+            "on io_uring: worker-thread jobs 0, threads started 0",
+        ),
     ],
 )
 def test_example_runs(script: str, args: list[str], expect: str) -> None:
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, str(EXAMPLES / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120 * slowness(),
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert expect in proc.stdout

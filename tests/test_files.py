@@ -46,7 +46,7 @@ from .filetools import (
     write_bytes,
     write_chunks_in_region,
 )
-from .helpers import fd_count, kernel, ops_submitted, run
+from .helpers import fd_count, kernel, ops_submitted, run, slowness
 
 Op = tuple[str, tuple[Any, ...]]
 
@@ -604,7 +604,11 @@ def test_permission_errors_as_trio(tmp_path: Path) -> None:
         (d / "private").mkdir(mode=0o700)
         os.chmod(d / "private", 0o700)
     proc = subprocess.run(
-        [sys.executable, "-c", PERMISSION_CHILD, str(tmp_path)], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", PERMISSION_CHILD, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60 * slowness(),
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     reference, ours = json.loads(proc.stdout)

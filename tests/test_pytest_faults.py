@@ -12,6 +12,8 @@ import pytest
 from trio_uring._faultspec import OPCODES, FaultSpec, FaultSpecError, parse
 from trio_uring._ring import Ring
 
+from .helpers import slowness
+
 pytest_plugins = ["pytester"]
 
 # ---- the spec ---------------------------------------------------------------------
@@ -147,7 +149,7 @@ def got(result: pytest.RunResult) -> dict[str, str]:
 
 
 def run_pytest(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-s", "-rfE", "-p", "no:cacheprovider", *args, timeout=120)
+    return pytester.runpytest_subprocess("-s", "-rfE", "-p", "no:cacheprovider", *args, timeout=120 * slowness())
 
 
 @pytest.fixture
@@ -257,6 +259,7 @@ FAILING = """
 import trio
 
 
+
 async def strict_reader():
     a, b = trio.socket.socketpair()
     with a, b:
@@ -337,9 +340,7 @@ def test_a_bad_ini_spec_is_a_usage_error_too(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\ntrio_uring_faults = short_io=0\n")
     result = run_pytest(pytester, "--trio-uring")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
-        ["ERROR: the trio_uring_faults ini option: 'short_io=0': short_io must be at least 1"]
-    )
+    result.stderr.fnmatch_lines(["ERROR: the trio_uring_faults ini option: 'short_io=0': short_io must be at least 1"])
     result = run_pytest(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: the trio_uring_faults ini option: *"])

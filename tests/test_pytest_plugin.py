@@ -15,6 +15,7 @@ import sys
 
 import pytest
 
+from .helpers import slowness
 from .test_support import SECCOMP_HELPER, _sysctl_lock
 
 pytest_plugins = ["pytester"]
@@ -129,6 +130,7 @@ import pytest
 from test_common import connect_once, report
 
 
+
 @pytest.fixture
 def anyio_backend():
     return ("trio", {})
@@ -158,13 +160,13 @@ def backends(result: pytest.RunResult) -> dict[str, tuple[str, int]]:
 
 def run_pytest(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     with _sysctl_lock(shared=True):
-        return pytester.runpytest_subprocess("-s", "-rfEsw", "-p", "no:cacheprovider", *args, timeout=60)
+        return pytester.runpytest_subprocess("-s", "-rfEsw", "-p", "no:cacheprovider", *args, timeout=60 * slowness())
 
 
 def run_pytest_without_io_uring(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """pytest in a child whose io_uring syscalls a seccomp filter refuses (EPERM)."""
     argv = ["-c", SECCOMP_PYTEST, "-s", "-rfEsw", "-p", "no:cacheprovider", *args]
-    return pytester.run(sys.executable, *argv, timeout=60)
+    return pytester.run(sys.executable, *argv, timeout=60 * slowness())
 
 
 @pytest.fixture

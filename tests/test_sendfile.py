@@ -23,7 +23,7 @@ import trio.testing
 import trio_uring
 
 from .filetools import outcome, write_bytes
-from .helpers import fd_count, fill, ops_submitted, run
+from .helpers import fd_count, fill, ops_submitted, run, slowness
 
 DATA = bytes(range(256)) * 4096 * 3 + b"tail"  # 3 MiB + 4
 
@@ -356,7 +356,7 @@ def test_static_server_example() -> None:
         [sys.executable, str(example), "--selftest", "--clients", "3"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=120 * slowness(),
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

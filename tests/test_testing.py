@@ -12,7 +12,7 @@ import trio
 import trio_uring
 from trio_uring.testing import Region, faults, sweep
 
-from .helpers import fd_count, run
+from .helpers import fd_count, run, slowness
 
 pytest_plugins = ["pytester"]
 
@@ -259,7 +259,7 @@ def test_sweep_fixture_reports_the_failing_cut(trio_uring_sweep):
 
 def test_pytest_marker_and_fixture(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_faults=FAULTS_FROM_PYTEST)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=120)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=120 * slowness())
     result.assert_outcomes(passed=4)
 
 

@@ -19,9 +19,12 @@ import trio
 import trio_uring
 from trio_uring import _trio_compat
 
+from .helpers import slowness
+
 PRELUDE = """
 import json, sys, warnings
 import trio, trio.lowlevel
+
 
 async def backend():
     await trio.sleep(0)
@@ -56,7 +59,7 @@ def child(change: str) -> dict[str, object]:
         + textwrap.indent(textwrap.dedent(change), "    ")
         + "\nrun_child(change)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120 * slowness())
     assert proc.returncode == 0, proc.stderr
     result: dict[str, object] = json.loads(proc.stdout.splitlines()[-1])
     return result
