@@ -22,6 +22,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -87,6 +88,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--suites", default="report,ours,trio")
+    parser.add_argument("--trio-args", default="", help="arguments for tests/conformance/run.py, one string")
     args, pytest_args = parser.parse_known_args()
     if pytest_args and pytest_args[0] == "--":
         pytest_args = pytest_args[1:]
@@ -149,7 +151,8 @@ def main() -> int:
         save()
 
     if "trio" in suites and usable:
-        code, text, secs = run([py, "tests/conformance/run.py"], out / "trio.log", 3 * 3600)
+        trio_cmd = [py, "tests/conformance/run.py", *shlex.split(args.trio_args)]
+        code, text, secs = run(trio_cmd, out / "trio.log", 3 * 3600)
         m = re.search(r"^trio_uring: (.*)$", text, re.M)
         counts = {}
         if m:
@@ -158,7 +161,7 @@ def main() -> int:
         regressions = re.findall(r"^  (\S+): ", text, re.M) if "FAIL" in text else []
         say("trio's suite: " + (m.group(1) if m else "no summary") + f", exit {code}")
         for line in text.splitlines():
-            if line.startswith(("OK:", "FAIL", "allowed difference", "trio runs during")):
+            if line.startswith(("OK:", "FAIL", "allowed difference", "trio runs during", "failed on trio_uring")):
                 say("  " + line)
         results["suites"].append(
             {

@@ -331,6 +331,7 @@ def run_kernel(vng: Path, kernel: Kernel, accel: str, args: argparse.Namespace, 
         str(outdir),
         "--suites",
         ",".join(args.suites),
+        f"--trio-args={args.trio_args}",
         "--",
         *pytest_args,
     ]
@@ -398,6 +399,11 @@ def main() -> int:
     parser.add_argument("--memory", default="4G")
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per kernel before the VM is killed")
     parser.add_argument("--json", type=Path, help="also write every kernel's results here")
+    parser.add_argument(
+        "--trio-args",
+        default="",
+        help="arguments for tests/conformance/run.py in the guest, one string (e.g. '--only uring')",
+    )
     parser.add_argument(
         "--collect", nargs="+", type=Path, metavar="JSON", help="only print the table of earlier runs' --json files"
     )
