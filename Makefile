@@ -87,8 +87,9 @@ profiles-ci: $(STAMP)
 
 ## make test-kernels: Debian's real kernels (5.10, 6.1, 6.12) from its package registry,
 ## each booted under qemu with this machine's files shared, running python -m trio_uring,
-## our suite and trio's inside; a table at the end (docs/kernel-support.md).  Slow under
-## emulation (TCG): one kernel, KERNELS=6.1; a few files, ARGS='-- tests/test_ring.py'
+## our suite's kernel set and trio's suite on trio_uring inside; a table at the end
+## (docs/kernel-support.md).  Slow under emulation (TCG): one kernel, KERNELS=6.1; a few
+## files, ARGS='-- tests/test_ring.py'; all of our suite, ARGS='-- tests'
 test-kernels: $(STAMP)
 	$(PY) tools/test_kernels.py $(KERNELS) $(ARGS)
 
