@@ -24,11 +24,10 @@ TRIOS = ("0.27.0", "0.28.0", "0.29.0", "0.30.0", "0.31.0", "0.32.0", "0.33.0", "
 
 
 def passed(line_prefix: str, out: str) -> str:
-    m = re.search(rf"^{line_prefix}: (.*)$", out, re.MULTILINE)
-    if not m:
-        return "-"
-    n = re.search(r"(\d+) passed", m.group(1))
-    return n.group(1) if n else "0"
+    """The passed count of run.py's summary line ``<prefix>: ... N passed ...``
+    (the pytest plugin also prints a ``trio_uring: N trio runs ...`` line)."""
+    counts = re.findall(rf"^{line_prefix}: .*?(\d+) passed", out, re.MULTILINE)
+    return counts[-1] if counts else "-"
 
 
 def run_one(version: str, python: str, exe: str, extra: list[str]) -> tuple[list[str], bool]:
