@@ -401,7 +401,11 @@ def test_accept_cancelled_while_connections_arrive_loses_none() -> None:
 
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(accept_one)
-                    await trio.sleep(0.001)  # its ACCEPT is in the kernel
+                    # its ACCEPT is in the kernel.  (Not a short sleep: where the
+                    # ring trip takes longer than the sleep, as under emulation,
+                    # the two tasks share the next batch, trio runs a batch in
+                    # either order, and accept4(2) can then find the client.)
+                    await trio.testing.wait_all_tasks_blocked()
                     c = socket.create_connection(listener.getsockname())
                     c.sendall(b"client %d" % i)
                     clients.append(c)

@@ -293,7 +293,12 @@ def test_send_all_cancelled_in_flight_sent_a_prefix() -> None:
 
     async def main() -> tuple[int, int]:
         results = []
-        for seed in range(6):
+        # At least 6 rounds, and more (at most 30) until 6 of the cancels
+        # reached a SEND parked in the kernel: a cancel can also land while
+        # the task is between two sends, which under emulation is often.
+        for seed in range(30):
+            if seed >= 6 and ops_submitted().get("ASYNC_CANCEL", 0) >= 6:
+                break
             client, server = await tcp_stream_pair()
             client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
             payload = random.Random(seed).randbytes(400_000)
@@ -312,8 +317,8 @@ def test_send_all_cancelled_in_flight_sent_a_prefix() -> None:
         return len(results), ops_submitted().get("ASYNC_CANCEL", 0)
 
     count, cancels = run(main)
-    assert count == 6
-    assert cancels >= 6  # each send_all was parked on a SEND when cancelled
+    assert count >= 6
+    assert cancels >= 6  # send_alls parked on a SEND when cancelled
 
 
 def test_a_socket_of_trios_own_class_in_a_uring_run_uses_trios_methods() -> None:
