@@ -31,7 +31,7 @@ from trio_uring import _kernel as k
 from trio_uring import lowlevel as ll
 
 from .filetools import cancel_in_flight, exists, isdir, islink, outcome, read_bytes, write_bytes
-from .helpers import fd_count, kernel, ops_submitted, run
+from .helpers import fd_count, kernel, ops_submitted, run, slowness
 
 
 @pytest.fixture
@@ -342,7 +342,11 @@ LEASE_HOLDER = textwrap.dedent(
     import fcntl, os, signal, sys
     signal.signal(signal.SIGIO, signal.SIG_IGN)  # the lease-break notice
     fd = os.open(sys.argv[1], os.O_RDONLY)
-    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:  # not every file system takes leases
+        print("refused", exc, flush=True)
+        sys.exit()
     print("ready", flush=True)
     sys.stdin.read()
     """
@@ -359,7 +363,11 @@ def test_cancel_openat_waiting_for_a_lease(tmp: Path) -> None:
     )
     try:
         assert holder.stdout is not None
-        assert holder.stdout.readline() == "ready\n"
+        said = holder.stdout.readline()
+        if said.startswith("refused"):
+            # e.g. the overlay /tmp of a virtme-ng guest (make test-kernels)
+            pytest.skip(f"the file system of {os.getcwd()} refuses F_SETLEASE: {said.strip()}")
+        assert said == "ready\n"
 
         async def main() -> None:
             before = fd_count()
@@ -372,7 +380,7 @@ def test_cancel_openat_waiting_for_a_lease(tmp: Path) -> None:
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
-        holder.wait(10)
+        holder.wait(10 * slowness())
 
 
 def test_cancelled_regular_file_write_is_consistent(tmp: Path) -> None:
