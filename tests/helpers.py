@@ -224,7 +224,7 @@ class ServerChild:
     Every read from it has a deadline, so a hung server fails the test."""
 
     def __init__(self, *args: str, timeout: float = 60) -> None:
-        self.timeout = timeout
+        self.timeout = timeout * slowness()  # a quiet machine's, scaled like run_child's
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reliability_server.py")
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         self.proc = subprocess.Popen(
