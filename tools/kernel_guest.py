@@ -131,7 +131,11 @@ def main() -> int:
     if "ours" in suites:
         junit = out / "ours.xml"
         files = FLOOR_TESTS if refused else (pytest_args or ["tests"])
-        cmd = [py, "-m", "pytest", "-v", "-rfEs", "-p", "no:cacheprovider", f"--junitxml={junit}", *files]
+        # faulthandler_timeout: pyproject's 120 s is a quiet machine's; under
+        # TCG many tests take longer, and each dump walks the other threads'
+        # frames while they run (an emulated arm64 guest crashed in one).
+        cmd = [py, "-m", "pytest", "-v", "-rfEs", "-p", "no:cacheprovider", "-o", "faulthandler_timeout=1800"]
+        cmd += [f"--junitxml={junit}", *files]
         code, text, secs = run(cmd, out / "ours.log", 3 * 3600)
         counts = junit_counts(junit)
         summary = text.strip().splitlines()[-1] if text.strip() else ""
