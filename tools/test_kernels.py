@@ -74,7 +74,7 @@ SMOKE_TESTS = [
 #: the files that spend their time starting Python processes and pytest
 #: sessions (benchmark harness runs, launcher, workers, deploy, examples, the
 #: pytest plugin in a child, anyio's pytester runs, the version checks).
-#: Under TCG on a 2-core host `python -m trio_uring` took 2 to 4 minutes, so those
+#: Under TCG on a 2-core host `python -m trio_uring` took from 30 s to 4 minutes, so those
 #: files alone would take hours; the kernel paths they drive are the ones the
 #: remaining files drive in-process, and they run natively and under every
 #: kernel profile (make test-profiles).  ``-- tests`` runs everything.
