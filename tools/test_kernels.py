@@ -48,6 +48,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import guest_initramfs  # tools/, this script's folder, is first on sys.path
+
 REPO = Path(__file__).resolve().parent.parent
 
 #: version label -> Debian package (a glob: the newest match is used)
@@ -282,6 +284,40 @@ def vng_command(
     return cmd
 
 
+def qemu_command(kernel: Kernel, accel: str, outdir: Path, guest: list[str], args: argparse.Namespace) -> list[str]:
+    """qemu with the initramfs root (tools/guest_initramfs.py) and the output folder over 9p."""
+    initrd = guest_initramfs.build(
+        cache_dir() / "initramfs",
+        cache_dir() / "initramfs" / f"run-{kernel.release}",
+        REPO / ".venv" / "bin" / "python",
+        kernel.image.parent.parent,
+        kernel.release,
+        outdir,
+        guest,
+    )
+    machine = ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    return [
+        "qemu-system-x86_64",
+        *machine,
+        "-smp",
+        str(args.cpus),
+        "-m",
+        args.memory,
+        "-nographic",
+        "-no-reboot",
+        "-device",
+        "virtio-rng-pci",
+        "-virtfs",
+        f"local,path={outdir},mount_tag=out,security_model=none",
+        "-kernel",
+        str(kernel.image),
+        "-initrd",
+        str(initrd),
+        "-append",
+        "console=ttyS0 rdinit=/init panic=-1 quiet",
+    ]
+
+
 def boot(cmd: list[str], console: Path, timeout: float) -> tuple[int | None, float]:
     """Run the VM, its console into ``console``, our guest's lines echoed; kill it at the timeout."""
     start = time.monotonic()
@@ -363,8 +399,14 @@ def run_kernel(vng: Path, kernel: Kernel, accel: str, args: argparse.Namespace, 
         "--",
         *pytest_args,
     ]
-    cmd = vng_command(vng, kernel, accel, outdir, guest, args)
-    log(f"booting {kernel.package} ({kernel.release}) under {accel.upper()}: suites {','.join(args.suites)}")
+    if args.root == "initramfs":
+        cmd = qemu_command(kernel, accel, outdir, guest, args)
+    else:
+        cmd = vng_command(vng, kernel, accel, outdir, guest, args)
+    log(
+        f"booting {kernel.package} ({kernel.release}) under {accel.upper()}, root {args.root}: "
+        f"suites {','.join(args.suites)}"
+    )
     code, elapsed = boot(cmd, outdir / "console.log", args.timeout)
     results_file = outdir / "results.json"
     if results_file.exists():
@@ -424,6 +466,13 @@ def main() -> int:
     parser.add_argument("--suites", default=",".join(ALL_SUITES), help="report,ours,trio (default: all)")
     parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_KERNEL} only, the report and a few quick files")
     parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    parser.add_argument(
+        "--root",
+        choices=["initramfs", "9p"],
+        default="initramfs",
+        help="the guest's root: an initramfs of the venv, its Python and this checkout "
+        "(tools/guest_initramfs.py; default), or the host's root shared over 9p by virtme-ng (slow under TCG)",
+    )
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--memory", default="4G")
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per kernel before the VM is killed")
