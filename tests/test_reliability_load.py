@@ -36,7 +36,10 @@ SECONDS = 3.0 if STRESS == 1 else 3.0 * STRESS
 IDLE = 1000 if STRESS == 1 else 1000 * STRESS
 #: how far the server's RSS may be above its baseline after a round, in KiB.
 #: A leak of one 64 KiB receive buffer per connection (200 x 64 KiB, or
-#: 2,000 x 64 KiB under stress), or of 1 KiB per message, would exceed it.
+#: 2,000 x 64 KiB under stress), or of 1 KiB per message (a round exchanges
+#: some 25,000 on a quiet 2-core machine), would exceed it.  The load test
+#: counts the RSS without the provided-buffer ring's data area
+#: (:func:`live_kib`).
 RSS_SLACK_KIB = 8 * 1024 if STRESS == 1 else 16 * 1024
 
 
@@ -100,6 +103,22 @@ def quiescent(stats: dict[str, Any]) -> bool:
     return stats["handlers"] == 0
 
 
+def live_kib(stats: dict[str, Any]) -> int:
+    """The server's RSS without the resident part of its provided-buffer
+    ring (``bufring_kib``, see ``tests/reliability_server.py``).  That ring
+    is one fixed 16 MiB mapping whose pages count once the kernel first
+    writes into them: a round touches more of them the more data a receive
+    finds waiting, so its share climbs towards 16 MiB over several rounds,
+    the more slowly the slower the machine, then stops.  On a slow machine
+    the warm-up exchanges few messages and the round after it touches most
+    of the ring (under qemu's emulation the RSS grew 14.9 MB in that round;
+    with no message in the warm-up, on one contended core, 10.6 MB, all of
+    it the ring's).  Bounded by construction, it is no leak; what is left
+    (heap, pymalloc's arenas, task stacks) stays within a few hundred KiB
+    from the warm-up on, slow machine or not."""
+    return int(stats["rss_kib"]) - int(stats["bufring_kib"])
+
+
 def test_many_connections_random_messages_every_byte_checked_nothing_leaked() -> None:
     with nofile_at_least(CONNECTIONS + 1000), ServerChild("--nofile", str(2 * CONNECTIONS + 1000)) as server:
         idle = server.wait_for(quiescent)
@@ -119,7 +138,8 @@ def test_many_connections_random_messages_every_byte_checked_nothing_leaked() ->
         f"\nload: {CONNECTIONS} connections for {SECONDS:.0f} s: {totals['messages']} messages, "
         f"{totals['bytes'] / 2**20:.1f} MiB each way in {elapsed:.1f} s; server fds {idle['fds']} idle, "
         f"{baseline['fds']} before, {after['fds']} after; RSS {idle['rss_kib']} KiB idle, "
-        f"{baseline['rss_kib']} KiB before, {after['rss_kib']} KiB after"
+        f"{baseline['rss_kib']} KiB before, {after['rss_kib']} KiB after, of which the buffer ring "
+        f"{idle['bufring_kib']}, {baseline['bufring_kib']}, {after['bufring_kib']} KiB"
     )
     assert totals["connections"] == CONNECTIONS
     assert totals["messages"] >= CONNECTIONS  # every connection exchanged at least one message
@@ -130,10 +150,11 @@ def test_many_connections_random_messages_every_byte_checked_nothing_leaked() ->
     assert after["bytes"] - baseline["bytes"] == totals["bytes"]
     # Back to the baseline: fds exactly, the io_uring requests and per-fd
     # records exactly (only the listener's multishot ACCEPT and the wake-up
-    # poll remain), and the RSS within a few MiB.
+    # poll remain), and the RSS, less the buffer ring's pages, within a few
+    # MiB.
     for key in ("fds", "ops_in_flight", "fd_records", "waiting_read"):
         assert after[key] == baseline[key] == idle[key], (key, idle, baseline, after)
-    assert after["rss_kib"] - baseline["rss_kib"] < RSS_SLACK_KIB, (baseline, after)
+    assert live_kib(after) - live_kib(baseline) < RSS_SLACK_KIB, (baseline, after)
 
 
 def idle_cycle(server: ServerChild, baseline: dict[str, Any]) -> tuple[dict[str, Any], float]:
