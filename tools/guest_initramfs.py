@@ -147,9 +147,9 @@ def userland(cache: Path, python: Path) -> Path:
         tree.add_binary(b)
     # libraries loaded with dlopen, which ldd does not list: glibc's unwinder
     # (pthread_exit, thread cancellation)
-    cache = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
+    ld_cache = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
     for soname in DLOPENED:
-        m = re.search(rf"^\s*{re.escape(soname)} \(libc6,x86-64\) => (\S+)$", cache, re.M)
+        m = re.search(rf"^\s*{re.escape(soname)} \(libc6,x86-64\) => (\S+)$", ld_cache, re.M)
         if m:
             tree.add(m.group(1))
     # tools: a static busybox (the shell, mount, insmod, ip), ldconfig (ctypes'

@@ -17,15 +17,19 @@ sources list has the same URI and keyring as the machine's Debian entry, with
 the suites ``bookworm bookworm-updates bookworm-backports bullseye`` (6.12
 is in bookworm-backports, 5.10 in bullseye).
 
-Each kernel boots under qemu with virtme-ng (installed from PyPI into its own
-venv in the cache): the host's root file system is shared read-only over 9p,
-the kernel's modules are found next to the unpacked image (virtme-ng mounts
-them over the guest's /lib/modules; nothing is copied into the host's), and
-one directory of the cache is writable from inside, which is how results come
-out.  Inside, tools/kernel_guest.py runs the suites and writes results.json.
-KVM is used only if a KVM guest boots (``--accel auto`` tries it first); on
-machines where nested KVM hangs, TCG emulation is used (slow: run single files
-while developing).
+Each kernel boots under qemu with an initramfs as its only root
+(tools/guest_initramfs.py): this machine's venv, its Python, the shared
+libraries they load, a static busybox and this checkout, each at its host
+path, unpacked into the guest's tmpfs, and /init (tools/guest_init.sh).  The
+run's output folder in the cache is shared into the guest over 9p, writable,
+which is how results come out; inside, tools/kernel_guest.py runs the suites
+and writes results.json there.  ``--root 9p`` boots the older way instead:
+virtme-ng (installed from PyPI into its own venv in the cache) shares the
+host's whole root read-only over 9p, which under emulation made every Python
+start a long string of 9p round trips (``python -m trio_uring`` took 30 s to
+4 minutes, against 9 s from the initramfs).  KVM is used only if a KVM guest
+boots (``--accel auto`` tries it first); on machines where nested KVM hangs,
+TCG emulation is used.
 
 Adding a kernel: add its version and package name (a glob picks the newest
 matching package) to KERNELS, or name the package on the command line.
@@ -47,6 +51,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import guest_initramfs  # tools/, this script's folder, is first on sys.path
 
@@ -242,14 +247,20 @@ def fetch(apt: Apt, label: str, pattern: str) -> Kernel:
 # ---- qemu, through virtme-ng ----------------------------------------------------------------
 
 
-def ensure_tools() -> Path:
-    """qemu and kmod from the distribution, virtme-ng from PyPI (its own venv)."""
-    missing = [p for p, exe in (("qemu-system-x86", "qemu-system-x86_64"), ("kmod", "depmod")) if not shutil.which(exe)]
+def ensure_tools(root: str) -> Path | None:
+    """qemu and the archive tools from the distribution; for ``--root 9p``,
+    virtme-ng from PyPI (its own venv), whose path is returned."""
+    needed = [("qemu-system-x86", "qemu-system-x86_64"), ("kmod", "depmod")]
+    if root == "initramfs":
+        needed += [("cpio", "cpio"), ("busybox-static", "busybox"), ("xz-utils", "xz")]
+    missing = [p for p, exe in needed if not shutil.which(exe)]
     if missing:
         if os.geteuid() != 0:
             raise SystemExit(f"install {' '.join(missing)} (apt-get install {' '.join(missing)})")
         log(f"apt-get install {' '.join(missing)}")
         subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], check=True)
+    if root != "9p":
+        return None
     venv = cache_dir() / "vng-venv"
     vng = venv / "bin" / "vng"
     if not vng.exists():
@@ -257,6 +268,14 @@ def ensure_tools() -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "virtme-ng"], check=True)
     return vng
+
+
+def guest_command(
+    vng: Path | None, kernel: Kernel, accel: str, outdir: Path, guest: list[str], args: argparse.Namespace
+) -> list[str]:
+    if vng is None:
+        return qemu_command(kernel, accel, outdir, guest, args)
+    return vng_command(vng, kernel, accel, outdir, guest, args)
 
 
 def vng_command(
@@ -314,7 +333,7 @@ def qemu_command(kernel: Kernel, accel: str, outdir: Path, guest: list[str], arg
         "-initrd",
         str(initrd),
         "-append",
-        "console=ttyS0 rdinit=/init panic=-1 quiet",
+        "console=ttyS0 rdinit=/init panic=-1 quiet tsc=reliable",
     ]
 
 
@@ -369,14 +388,14 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, 9)
 
 
-def kvm_boots(vng: Path, kernel: Kernel, args: argparse.Namespace) -> bool:
+def kvm_boots(vng: Path | None, kernel: Kernel, args: argparse.Namespace) -> bool:
     """Does a KVM guest reach our command within 60 s? (Nested KVM hangs on some hosts.)"""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False
     outdir = cache_dir() / "runs" / "kvm-probe"
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir(parents=True)
-    cmd = vng_command(vng, kernel, "kvm", outdir, ["sh", "-c", f"echo ok > {outdir}/ok"], args)
+    cmd = guest_command(vng, kernel, "kvm", outdir, ["sh", "-c", f"echo ok > {outdir}/ok"], args)
     boot(cmd, outdir / "console.log", 60)
     return (outdir / "ok").exists()
 
@@ -384,7 +403,9 @@ def kvm_boots(vng: Path, kernel: Kernel, args: argparse.Namespace) -> bool:
 # ---- the run ---------------------------------------------------------------------------------
 
 
-def run_kernel(vng: Path, kernel: Kernel, accel: str, args: argparse.Namespace, pytest_args: list[str]) -> dict:
+def run_kernel(
+    vng: Path | None, kernel: Kernel, accel: str, args: argparse.Namespace, pytest_args: list[str]
+) -> dict[str, Any]:
     outdir = cache_dir() / "runs" / kernel.release
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir(parents=True)
@@ -399,10 +420,7 @@ def run_kernel(vng: Path, kernel: Kernel, accel: str, args: argparse.Namespace, 
         "--",
         *pytest_args,
     ]
-    if args.root == "initramfs":
-        cmd = qemu_command(kernel, accel, outdir, guest, args)
-    else:
-        cmd = vng_command(vng, kernel, accel, outdir, guest, args)
+    cmd = guest_command(vng, kernel, accel, outdir, guest, args)
     log(
         f"booting {kernel.package} ({kernel.release}) under {accel.upper()}, root {args.root}: "
         f"suites {','.join(args.suites)}"
@@ -410,7 +428,7 @@ def run_kernel(vng: Path, kernel: Kernel, accel: str, args: argparse.Namespace, 
     code, elapsed = boot(cmd, outdir / "console.log", args.timeout)
     results_file = outdir / "results.json"
     if results_file.exists():
-        results = json.loads(results_file.read_text())
+        results: dict[str, Any] = json.loads(results_file.read_text())
     else:
         tail = (outdir / "console.log").read_text(errors="replace").splitlines()[-30:]
         log(f"no results from {kernel.release} (vng exit {code}); console tail:\n" + "\n".join(tail))
@@ -436,7 +454,7 @@ def partial_counts(log: Path) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
 
 
-def table(all_results: list[dict]) -> str:
+def table(all_results: list[dict[str, Any]]) -> str:
     rows = [("kernel", "suite", "result", "passed", "failed", "skipped", "time")]
     for r in all_results:
         label = f"{r['kernel']} ({r['release']})"
@@ -504,7 +522,7 @@ def main() -> int:
     if not (REPO / ".venv" / "bin" / "python").exists():
         raise SystemExit("no .venv: run `make venv` first (the guest runs the host's .venv)")
 
-    vng = ensure_tools()
+    vng = ensure_tools(args.root)
     apt = Apt(cache_dir() / "apt")
     apt.update_if_stale()
     wanted = args.kernels or list(KERNELS)
