@@ -86,14 +86,14 @@ profiles-ci: $(STAMP)
 	done
 
 ## make test-kernels: Debian's real kernels (5.10, 6.1, 6.12) from its package registry,
-## each booted under qemu with this machine's files shared, running python -m trio_uring,
+## each booted under qemu from an initramfs of this venv and checkout, running python -m trio_uring,
 ## our suite's kernel set and trio's suite on trio_uring inside; a table at the end
 ## (docs/kernel-support.md).  Slow under emulation (TCG): one kernel, KERNELS=6.1; a few
 ## files, ARGS='-- tests/test_ring.py'; all of our suite, ARGS='-- tests'
 test-kernels: $(STAMP)
 	$(PY) tools/test_kernels.py $(KERNELS) $(ARGS)
 
-## make test-kernels-smoke: the bounded part of it that `make test` runs (6.1: the report
+## make test-kernels-smoke: the bounded part of it that `make test` runs (6.1, 6.12, 5.10: the report
 ## and a few quick test files)
 test-kernels-smoke: $(STAMP)
 	$(PY) tools/test_kernels.py --smoke
