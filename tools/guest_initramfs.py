@@ -246,19 +246,30 @@ def checkout(
     shutil.rmtree(top, ignore_errors=True)
     dest = top / str(REPO).lstrip("/")
     dest.mkdir(parents=True)
-    files = subprocess.run(
+    listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True
-    ).stdout
-    subprocess.run(["cpio", "-0", "-pdm", "--quiet", str(dest)], input=files, cwd=REPO, check=True)
+    ).stdout.split(b"\0")
+    # Not a symlink to a folder (a worktree's .venv -> another checkout's):
+    # the userland archive has the venv, and a symlink copied here would
+    # let the writes below land in the host's own venv.
+    files = [
+        f for f in listed if f and not (os.path.islink(REPO / os.fsdecode(f)) and (REPO / os.fsdecode(f)).is_dir())
+    ]
+    subprocess.run(["cpio", "-0", "-pdm", "--quiet", str(dest)], input=b"\0".join(files), cwd=REPO, check=True)
     # The venv's editable install maps trio_uring to the checkout it was made
     # from; inside, it maps to this one (what a child started with a clean
-    # environment imports).
-    for finder in site.glob("__editable__*trio_uring*finder.py"):
+    # environment imports, and trio's suite, whose script is not in the
+    # checkout's top folder).  Written at the file's real path, the one the
+    # userland archive has.
+    for finder in Path(os.path.realpath(site)).glob("__editable__*trio_uring*finder.py"):
         text = re.sub(
             r"(['\"]trio_uring['\"]: ['\"])[^'\"]*(['\"])", rf"\g<1>{REPO / 'trio_uring'}\g<2>", finder.read_text()
         )
-        (top / str(finder).lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-        (top / str(finder).lstrip("/")).write_text(text)
+        target = top / str(finder).lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not os.path.realpath(target).startswith(os.path.realpath(top) + os.sep):
+            raise SystemExit(f"refusing to write {finder}'s copy outside the archive's folder {top}")
+        target.write_text(text)
     init = top / "init"
     shutil.copyfile(REPO / "tools" / "guest_init.sh", init)
     init.chmod(0o755)
