@@ -157,13 +157,13 @@ def main() -> int:
     if "trio" in suites and usable:
         trio_cmd = [py, "tests/conformance/run.py", *shlex.split(args.trio_args)]
         code, text, secs = run(trio_cmd, out / "trio.log", 3 * 3600)
-        m = re.search(r"^trio_uring: (.*)$", text, re.M)
-        counts = {}
-        if m:
-            for n, kind in re.findall(r"(\d+) (\w+)", m.group(1)):
-                counts[kind] = int(n)
+        # run.py's summary line, "trio_uring: 1 failed, 827 passed, ..." (the
+        # pytest plugin's "trio_uring: N trio runs on io_uring ..." comes first)
+        summaries = re.findall(r"^trio_uring: (.*\b\d+ passed.*)$", text, re.M)
+        summary = summaries[-1] if summaries else None
+        counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (\w+)", summary or "")}
         regressions = re.findall(r"^  (\S+): ", text, re.M) if "FAIL" in text else []
-        say("trio's suite: " + (m.group(1) if m else "no summary") + f", exit {code}")
+        say("trio's suite: " + (summary or "no summary") + f", exit {code}")
         for line in text.splitlines():
             if line.startswith(("OK:", "FAIL", "allowed difference", "trio runs during", "failed on trio_uring")):
                 say("  " + line)
