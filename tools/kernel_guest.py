@@ -160,10 +160,10 @@ def main() -> int:
         # run.py's summary line, "trio_uring: 1 failed, 827 passed, ..." (the
         # pytest plugin's "trio_uring: N trio runs on io_uring ..." comes first)
         summaries = re.findall(r"^trio_uring: (.*\b\d+ passed.*)$", text, re.M)
-        summary = summaries[-1] if summaries else None
-        counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (\w+)", summary or "")}
+        trio_summary = summaries[-1] if summaries else ""
+        counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (\w+)", trio_summary)}
         regressions = re.findall(r"^  (\S+): ", text, re.M) if "FAIL" in text else []
-        say("trio's suite: " + (summary or "no summary") + f", exit {code}")
+        say("trio's suite: " + (trio_summary or "no summary") + f", exit {code}")
         for line in text.splitlines():
             if line.startswith(("OK:", "FAIL", "allowed difference", "trio runs during", "failed on trio_uring")):
                 say("  " + line)
