@@ -99,11 +99,12 @@ test-kernels-smoke: $(STAMP)
 	$(PY) tools/test_kernels.py --smoke
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check trio_uring tests examples
-	$(VENV)/bin/ruff format --check trio_uring
+	$(VENV)/bin/ruff check trio_uring tests examples tools
+	$(VENV)/bin/ruff format --check trio_uring tools
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict trio_uring
+	cd tools && $(abspath $(VENV))/bin/mypy --strict test_kernels.py guest_initramfs.py kernel_guest.py
 
 ## make docs: the Sphinx HTML (docs/_build/html/index.html); a warning fails the build
 docs: $(DOCS_STAMP)
