@@ -14,7 +14,8 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# /tmp stays the root's own folder (the root is a tmpfs already): a
+# checkout under /tmp, as CI's fresh clone is, lives there
 # shellcheck disable=SC1091
 . /guest.env
 hostname kernel-vm

@@ -100,8 +100,12 @@ def main() -> int:
         (out / "results.json").write_text(json.dumps(results, indent=2))
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # the file system /tmp is on: the longest mount point above it (in an
+    # initramfs guest /tmp is a folder of the root, whose type is "rootfs")
     with open("/proc/mounts") as mounts:
-        tmpfs = next((line.split()[2] for line in mounts if line.split()[1] == "/tmp"), "?")
+        points = {line.split()[1]: line.split()[2] for line in mounts}
+    above = [p for p in points if p == "/tmp" or "/tmp".startswith(p.rstrip("/") + "/")]
+    tmpfs = points[max(above, key=len)] if above else "?"
     results["guest"] = {"uname": platform.release(), "nofile": [soft, hard], "tmp_fs": tmpfs, "cpus": os.cpu_count()}
     say(f"kernel {platform.release()}, RLIMIT_NOFILE {soft}/{hard}, /tmp on {tmpfs}, {os.cpu_count()} CPUs")
     save()
